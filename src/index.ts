@@ -1,0 +1,2 @@
+/** Public entry point of node-vls. */
+export { loadNative } from './native';
