@@ -45,6 +45,12 @@ void vls__debug_print(const char *fmt, ...) __attribute__((format(printf, 1, 2))
     if (VLS_UNLIKELY(vls_debug_level >= (lvl))) vls__debug_print(__VA_ARGS__);                     \
   } while (0)
 
+/* One segment of a gathered write. */
+typedef struct vls_iov {
+  const void *base;
+  uint32_t len;
+} vls_iov_t;
+
 /* Name of a negative errno as Node shows it in err.code ("ECONNRESET"); "UNKNOWN" otherwise. */
 const char *vls_err_name(int neg_errno);
 

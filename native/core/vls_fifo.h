@@ -70,11 +70,6 @@ typedef struct vls_fifo {
   uint32_t my_tail; /* producer's own index, authoritative for this process */
 } vls_fifo_t;
 
-typedef struct vls_iov {
-  const void *base;
-  uint32_t len;
-} vls_iov_t;
-
 /* Bytes of segment space a fifo of `size` needs (shared header plus data). */
 uint64_t vls_fifo_footprint(uint32_t size);
 /* Allocate and format a fifo in `seg`; returns its segment offset or a negative errno. */

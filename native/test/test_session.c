@@ -1,0 +1,401 @@
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "vls_test_ct.h"
+
+static vls_worker_t *A, *B;
+static uint32_t a_b, b_a;
+
+static void setup(uint32_t fifo, uint32_t mq) {
+  A = mk_worker(1, fifo, mq);
+  B = mk_worker(2, fifo, mq);
+  link_workers(A, B, &a_b, &b_a);
+}
+static void teardown(void) {
+  vls_worker_destroy(A);
+  vls_worker_destroy(B);
+}
+
+static void test_states_and_data(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  CHECK_EQ(state_of(A, lh), VLS_SS_LISTENING);
+  CHECK_EQ(vls_connect_start(B, &ch), 0);
+  CHECK_EQ(state_of(B, ch), VLS_SS_CONNECTING);
+  CHECK_EQ(vls_write(B, ch, "x", 1), -ENOTCONN);
+  uint64_t ct_off, acc;
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, &ct_off, &acc), 0);
+  CHECK_EQ(state_of(A, acc), VLS_SS_ACCEPTING);
+  CHECK_EQ(vls_peer_attach_ct_segment(B, b_a, dup(vls_peer_ct_segment_fd(A, a_b))), 0);
+  CHECK_EQ(vls_connect_finish(B, ch, b_a, ct_off, acc), 0);
+  CHECK_EQ(state_of(B, ch), VLS_SS_READY);
+  CHECK_EQ(vls_accept(A, lh, &sh), 0);
+  CHECK_EQ(sh, acc);
+  CHECK_EQ(state_of(A, sh), VLS_SS_READY);
+  CHECK_EQ(vls_accept(A, lh, &sh), -EAGAIN);
+  CHECK_EQ(vls_accept(A, sh, &sh), -EINVAL);
+
+  char buf[64];
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), -EAGAIN);
+  CHECK_EQ(vls_write(B, ch, "hello", 5), 5);
+  CHECK_EQ(vls_write(B, ch, " world", 6), 6);
+  CHECK(vls_worker_poll(A) >= 1); /* one RX event for both writes */
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK_EQ(st.evts_out, 1); /* the event flag coalesced the second write */
+  CHECK_EQ(vls_peek(A, sh, buf, 5), 5);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 11);
+  CHECK(memcmp(buf, "hello world", 11) == 0);
+  CHECK_EQ(vls_write(A, sh, "back", 4), 4);
+  CHECK_EQ(vls_read(B, ch, buf, sizeof buf), 4);
+  vls_session_info_t info;
+  CHECK_EQ(vls_session_info(B, ch, &info), 0);
+  CHECK_EQ(info.bytes_out, 11);
+  CHECK_EQ(info.bytes_in, 4);
+  CHECK(strcmp(vls_session_state_str(VLS_SS_TRANSPORT_CLOSING), "TRANSPORT_CLOSING") == 0);
+  teardown();
+}
+
+static void test_stale_handles(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_reset(B, ch), 0);
+  char c;
+  CHECK_EQ(vls_write(B, ch, "x", 1), -EBADF);
+  CHECK_EQ(vls_read(B, ch, &c, 1), -EBADF);
+  CHECK_EQ(vls_close(B, ch), -EBADF);
+  /* The slot is reused with a new generation: the old handle still refers to nothing. */
+  uint64_t ch2;
+  CHECK_EQ(vls_connect_start(B, &ch2), 0);
+  CHECK((ch2 & 0xffffff) == (ch & 0xffffff));
+  CHECK(ch2 != ch);
+  CHECK_EQ(vls_close(B, ch), -EBADF);
+  CHECK_EQ(vls_close(B, ch2), 0);
+  CHECK_EQ(vls_read(B, 0, &c, 1), -EBADF);
+  CHECK_EQ(vls_read(B, 0xffffffffffffull, &c, 1), -EBADF);
+  teardown();
+}
+
+/* close(): the peer reads everything that was queued, then EOF. */
+static void test_close_fin_after_data(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  char big[3000];
+  for (int i = 0; i < 3000; i++) big[i] = (char)i;
+  CHECK_EQ(vls_write(B, ch, big, 3000), 3000);
+  CHECK_EQ(vls_close(B, ch), 0);
+  CHECK_EQ(state_of(B, ch), VLS_SS_CLOSING); /* FIN waits behind 3000 unread bytes */
+  CHECK_EQ(vls_write(B, ch, "x", 1), -EBADF);
+  vls_worker_poll(A);
+  CHECK_EQ(state_of(A, sh), VLS_SS_TRANSPORT_CLOSING);
+  char out[4000];
+  int got = 0, rv;
+  while ((rv = vls_read(A, sh, out + got, 700)) > 0) got += rv;
+  CHECK_EQ(rv, 0);
+  CHECK_EQ(got, 3000);
+  CHECK(memcmp(out, big, 3000) == 0);
+  vls_worker_poll(B); /* the reader drained: B's session moves on */
+  CHECK_EQ(state_of(B, ch), VLS_SS_APP_CLOSED);
+  /* A may still write after the peer's FIN (half-open), then closes. */
+  CHECK_EQ(vls_write(A, sh, "y", 1), 1);
+  CHECK_EQ(vls_close(A, sh), 0);
+  CHECK_EQ(vls_session_info(A, sh, &(vls_session_info_t){0}), -EBADF);
+  vls_worker_poll(B);
+  CHECK_EQ(state_of(B, ch), -EBADF); /* both closed: gone */
+  vls_worker_poll(A);                /* CT_FREE */
+  vls_worker_stats_t st;
+  vls_worker_stats(A, &st);
+  CHECK_EQ(st.n_sessions, 1); /* only the listener */
+  teardown();
+}
+
+static void test_half_close(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_write(B, ch, "req", 3), 3);
+  CHECK_EQ(vls_shutdown(B, ch, VLS_SHUT_WR), 0);
+  CHECK_EQ(vls_write(B, ch, "x", 1), -EPIPE);
+  vls_worker_poll(A);
+  char buf[16];
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 3);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 0);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 0);
+  CHECK_EQ(vls_write(A, sh, "resp", 4), 4);
+  CHECK_EQ(vls_shutdown(A, sh, VLS_SHUT_WR), 0);
+  vls_worker_poll(B);
+  CHECK_EQ(vls_read(B, ch, buf, sizeof buf), 4);
+  CHECK_EQ(vls_read(B, ch, buf, sizeof buf), 0);
+  CHECK_EQ(vls_shutdown(B, ch, 7), -EINVAL);
+  CHECK_EQ(vls_close(A, sh), 0);
+  CHECK_EQ(vls_close(B, ch), 0);
+  vls_worker_poll(A);
+  vls_worker_poll(B);
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK_EQ(st.n_sessions, 0);
+  teardown();
+}
+
+/* reset: queued data is dropped, the peer sees ECONNRESET once, then EOF; writes fail. */
+static void test_reset(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_write(B, ch, "lost", 4), 4);
+  CHECK_EQ(vls_write(A, sh, "dropped", 7), 7);
+  CHECK_EQ(vls_reset(A, sh), 0);
+  vls_worker_poll(B);
+  CHECK_EQ(state_of(B, ch), VLS_SS_TRANSPORT_CLOSED);
+  char buf[16];
+  CHECK_EQ(vls_read(B, ch, buf, sizeof buf), -ECONNRESET);
+  CHECK_EQ(vls_read(B, ch, buf, sizeof buf), 0);
+  CHECK_EQ(vls_write(B, ch, "x", 1), -EPIPE);
+  CHECK_EQ(vls_close(B, ch), 0);
+  vls_worker_poll(A);
+  vls_worker_stats_t st;
+  vls_worker_stats(A, &st);
+  CHECK_EQ(st.segment_used, 0); /* the pair was freed */
+  teardown();
+}
+
+/* close() with unread data turns into a reset, as TCP does. */
+static void test_close_unread_is_reset(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_write(B, ch, "unread", 6), 6);
+  CHECK_EQ(vls_close(A, sh), 0);
+  vls_worker_poll(B);
+  char buf[8];
+  CHECK_EQ(vls_write(B, ch, "x", 1), -ECONNRESET);
+  CHECK_EQ(vls_read(B, ch, buf, 8), 0);
+  vls_close(B, ch);
+  teardown();
+}
+
+static void test_backpressure(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  char buf[8192];
+  memset(buf, 'z', sizeof buf);
+  CHECK_EQ(vls_write(B, ch, buf, 8192), 4096);
+  CHECK_EQ(vls_write(B, ch, buf, 1), -EAGAIN);
+  vls_worker_poll(A);
+  CHECK_EQ(vls_read(A, sh, buf, 100), 100); /* not enough room yet for the notification */
+  vls_worker_poll(B);
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK_EQ(st.evts_in, 0);
+  CHECK_EQ(vls_read(A, sh, buf, 2000), 2000); /* now past a quarter of the fifo */
+  CHECK_EQ(vls_worker_poll(B), 1);            /* TX */
+  CHECK_EQ(vls_write(B, ch, buf, 8192), 2100);
+  /* all-or-nothing writev: a unit larger than the room waits, one larger than the fifo fails */
+  CHECK_EQ(vls_read(A, sh, buf, 4096), 4096);
+  vls_iov_t iov[2] = {{"head", 4}, {buf, 3000}};
+  CHECK_EQ(vls_writev(B, ch, iov, 2, 1), 3004);
+  CHECK_EQ(vls_writev(B, ch, iov, 2, 1), -EAGAIN);
+  vls_iov_t huge[1] = {{buf, 5000}};
+  CHECK_EQ(vls_writev(B, ch, huge, 1, 1), -EMSGSIZE);
+  teardown();
+}
+
+static void test_listener_backlog_and_close(void) {
+  setup(4096, 64);
+  uint64_t lh, ch[3], ct, acc;
+  CHECK_EQ(vls_listen(A, 2, &lh), 0);
+  for (int i = 0; i < 3; i++) CHECK_EQ(vls_connect_start(B, &ch[i]), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[0], &ct, &acc), 0);
+  CHECK_EQ(vls_peer_attach_ct_segment(B, b_a, dup(vls_peer_ct_segment_fd(A, a_b))), 0);
+  CHECK_EQ(vls_connect_finish(B, ch[0], b_a, ct, acc), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[1], &ct, &acc), 0);
+  CHECK_EQ(vls_connect_finish(B, ch[1], b_a, ct, acc), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[2], &ct, &acc), -EAGAIN); /* backlog full */
+  CHECK_EQ(vls_connect_fail(B, ch[2], -ECONNREFUSED), 0);
+  char c;
+  CHECK_EQ(vls_read(B, ch[2], &c, 1), -ECONNREFUSED);
+  /* Closing the listener resets the connections nobody accepted. */
+  CHECK_EQ(vls_close(A, lh), 0);
+  vls_worker_poll(B);
+  CHECK_EQ(vls_read(B, ch[0], &c, 1), -ECONNRESET);
+  CHECK_EQ(vls_read(B, ch[1], &c, 1), -ECONNRESET);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[2], &ct, &acc), -EBADF);
+  CHECK_EQ(vls_accept_ct(A, ch[0], a_b, ch[2], &ct, &acc), -EBADF);
+  teardown();
+}
+
+/* A peer that went away: its sessions reset, its segments unmapped once unused. */
+static void test_peer_down(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_write(B, ch, "abc", 3), 3);
+  CHECK_EQ(vls_worker_peer_down(A, a_b), 1);
+  char buf[8];
+  CHECK_EQ(vls_read(A, sh, buf, 8), -ECONNRESET);
+  CHECK_EQ(vls_write(A, sh, "x", 1), -EPIPE);
+  CHECK_EQ(vls_close(A, sh), 0);
+  vls_worker_poll(A);
+  vls_worker_stats_t st;
+  vls_worker_stats(A, &st);
+  CHECK_EQ(st.n_peers, 0);
+  CHECK_EQ(vls_worker_peer_down(A, a_b), -ENOENT);
+  teardown();
+}
+
+/* A peer whose queue is full: events wait in order and arrive once it drains. */
+static void test_mq_full_defers(void) {
+  setup(4096, 2);
+  uint64_t lh, ch[6], sh[6];
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  for (int i = 0; i < 6; i++) ct_connect(A, lh, a_b, B, b_a, &ch[i], &sh[i]);
+  for (int i = 0; i < 6; i++) CHECK_EQ(vls_write(B, ch[i], "m", 1), 1);
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK(st.mq_full >= 1);
+  CHECK_EQ(vls_worker_deferred(B), 4);
+  int seen = 0;
+  for (int round = 0; round < 10 && seen < 6; round++) {
+    seen += vls_worker_poll(A);
+    vls_worker_poll(B); /* retries the deferred events */
+  }
+  CHECK_EQ(seen, 6);
+  CHECK_EQ(vls_worker_deferred(B), 0);
+  teardown();
+}
+
+/* Both ends in one worker. */
+static void test_same_worker(void) {
+  vls_worker_t *w = mk_worker(3, 4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(w, 8, &lh), 0);
+  ct_connect(w, lh, 0, w, 0, &ch, &sh);
+  char buf[8];
+  CHECK_EQ(vls_write(w, ch, "ping", 4), 4);
+  CHECK_EQ(vls_worker_poll(w), 1);
+  CHECK_EQ(vls_read(w, sh, buf, 8), 4);
+  CHECK_EQ(vls_close(w, ch), 0);
+  vls_worker_poll(w);
+  CHECK_EQ(vls_read(w, sh, buf, 8), 0);
+  CHECK_EQ(vls_close(w, sh), 0);
+  vls_worker_poll(w);
+  vls_worker_stats_t st;
+  vls_worker_stats(w, &st);
+  CHECK_EQ(st.n_sessions, 1);
+  CHECK_EQ(st.segment_used, 0);
+  vls_worker_destroy(w);
+}
+
+/* Many connect/close cycles: the segment does not grow and no session leaks. */
+static void test_cycles_no_growth(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  vls_worker_stats_t s0, s1;
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  vls_close(B, ch);
+  vls_worker_poll(A);
+  vls_close(A, sh);
+  vls_worker_poll(B);
+  vls_worker_poll(A);
+  vls_worker_stats(A, &s0);
+  for (int i = 0; i < 10000; i++) {
+    ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+    CHECK_EQ(vls_write(B, ch, "q", 1), 1);
+    vls_worker_poll(A);
+    char c;
+    CHECK_EQ(vls_read(A, sh, &c, 1), 1);
+    if (i % 2) {
+      vls_close(B, ch);
+      vls_worker_poll(A);
+      vls_close(A, sh);
+    } else {
+      vls_reset(A, sh);
+      vls_worker_poll(B);
+      vls_close(B, ch);
+    }
+    vls_worker_poll(B);
+    vls_worker_poll(A);
+  }
+  vls_worker_stats(A, &s1);
+  CHECK_EQ(s1.n_sessions, 1);
+  CHECK_EQ(s1.segment_used, s0.segment_used);
+  vls_worker_stats(B, &s1);
+  CHECK_EQ(s1.n_sessions, 0);
+  teardown();
+}
+
+/* A second thread registered: the worker lock serialises calls from both threads. */
+static uint64_t mt_ch;
+static void *mt_writer(void *arg) {
+  (void)arg;
+  char buf[100];
+  for (int i = 0; i < 20000; i++) {
+    memset(buf, (char)('a' + i % 26), sizeof buf);
+    uint32_t off = 0;
+    while (off < sizeof buf) {
+      int rv = vls_write(B, mt_ch, buf + off, (uint32_t)(sizeof buf - off));
+      if (rv == -EAGAIN) {
+        vls_worker_poll(B);
+        continue;
+      }
+      CHECK(rv > 0);
+      off += (uint32_t)rv;
+    }
+  }
+  return NULL;
+}
+
+static void test_multithread_worker(void) {
+  setup(1 << 16, 4096);
+  uint64_t lh, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &mt_ch, &sh);
+  CHECK_EQ(vls_worker_thread_register(B), 2);
+  pthread_t t1, t2;
+  pthread_create(&t1, NULL, mt_writer, NULL);
+  pthread_create(&t2, NULL, mt_writer, NULL);
+  uint64_t total = 0;
+  char buf[100];
+  while (total < 2ull * 20000 * 100) {
+    vls_worker_poll(A);
+    int rv = vls_read(A, sh, buf, 100);
+    if (rv == -EAGAIN) continue;
+    CHECK(rv > 0);
+    total += (uint64_t)rv;
+  }
+  pthread_join(t1, NULL);
+  pthread_join(t2, NULL);
+  CHECK_EQ(total, 2ull * 20000 * 100);
+  teardown();
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  RUN(test_states_and_data);
+  RUN(test_stale_handles);
+  RUN(test_close_fin_after_data);
+  RUN(test_half_close);
+  RUN(test_reset);
+  RUN(test_close_unread_is_reset);
+  RUN(test_backpressure);
+  RUN(test_listener_backlog_and_close);
+  RUN(test_peer_down);
+  RUN(test_mq_full_defers);
+  RUN(test_same_worker);
+  RUN(test_cycles_no_growth);
+  RUN(test_multithread_worker);
+  TEST_DONE();
+}
