@@ -7,6 +7,9 @@
         "native/core/vls_segment.c",
         "native/core/vls_fifo.c",
         "native/core/vls_mq.c",
+        "native/core/vls_session.c",
+        "native/core/vls_epoll.c",
+        "native/core/vls_locked.c",
         "native/binding/addon.cc"
       ],
       "include_dirs": [

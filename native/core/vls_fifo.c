@@ -220,3 +220,12 @@ int vls_fifo_is_eof(vls_fifo_t *f) {
   uint32_t tail;
   return vls__used_for_consumer(f, &tail) == 0;
 }
+
+int vls_fifo_resync(vls_fifo_t *f) {
+  uint32_t head = atomic_load_explicit(&f->sh->head, memory_order_acquire);
+  uint32_t tail = atomic_load_explicit(&f->sh->tail, memory_order_acquire);
+  if (tail - head > f->size) return -EIO;
+  f->my_head = head;
+  f->my_tail = tail;
+  return 0;
+}

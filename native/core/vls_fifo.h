@@ -114,6 +114,10 @@ int64_t vls_fifo_want_deq_ntf(vls_fifo_t *f, uint32_t threshold);
  * consumed: the caller must notify exactly once), else 0. */
 int vls_fifo_needs_deq_ntf(vls_fifo_t *f);
 
+/* Reload this process's own indices from shared memory (checked). Needed when another process
+ * may have moved them: a session shared between workers, under its VLS lock. */
+int vls_fifo_resync(vls_fifo_t *f);
+
 /* Producer: no more bytes will follow (FIN after queued data). */
 void vls_fifo_set_eof(vls_fifo_t *f);
 /* Consumer: 1 when the producer set eof and every byte before it has been read. */

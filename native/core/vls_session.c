@@ -451,8 +451,13 @@ static int vls__attach_pair(vls_worker_t *w, vls_session_t *s) {
 /* VLS session lock: only for sessions reachable from another worker.                              */
 
 static inline void vls__slock(vls_session_t *s) {
-  if (VLS_UNLIKELY(s->flags & VLS_SF_SHARED) && s->ct)
+  if (VLS_UNLIKELY(s->flags & VLS_SF_SHARED) && s->ct) {
     vls_shm_mutex_lock(&s->ct->side_lock[s->side]);
+    /* Another process may have moved our indices since we last held the lock. A corrupt pair
+     * leaves the cached ones, and the next fifo call reports -EIO. */
+    vls_fifo_resync(&s->tx);
+    vls_fifo_resync(&s->rx);
+  }
 }
 static inline void vls__sunlock(vls_session_t *s, vls_ct_shared_t *ct) {
   if (VLS_UNLIKELY(s->flags & VLS_SF_SHARED) && ct) vls_shm_mutex_unlock(&ct->side_lock[s->side]);
@@ -767,6 +772,9 @@ static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int p
   }
   if (rv > 0 && !peek) {
     s->bytes_in += (uint64_t)rv;
+    /* Drained: re-arm the writer's event now, so its next byte signals us even if the reader
+     * does not come back for an -EAGAIN first. */
+    if (vls_fifo_max_dequeue(&s->rx) == 0) vls_fifo_unset_event(&s->rx);
     if (vls_fifo_needs_deq_ntf(&s->rx)) vls__post(w, s->peer, VLS_EVT_TX, s->peer_handle, 0);
   } else if (rv == -EIO) {
     s->err = 0;

@@ -8,16 +8,16 @@
 #include "vls_session.h"
 #include "vls_test.h"
 
-static vls_worker_t *mk_worker(uint32_t index, uint32_t fifo_size, uint32_t mq_size) {
+static inline vls_worker_t *mk_worker(uint32_t index, uint32_t fifo_size, uint32_t mq_size) {
   vls_worker_t *w;
-  vls_worker_cfg_t cfg = {.index = index, .segment_size = 64ull << 20, .fifo_size = fifo_size,
+  vls_worker_cfg_t cfg = {.index = index, .segment_size = 1ull << 30, .fifo_size = fifo_size,
                           .mq_size = mq_size, .name = "test"};
   CHECK_EQ(vls_worker_create(&w, &cfg), 0);
   return w;
 }
 
 /* Make each worker a peer of the other; returns the peer ids through the pointers. */
-static void link_workers(vls_worker_t *a, vls_worker_t *b, uint32_t *a_sees_b, uint32_t *b_sees_a) {
+static inline void link_workers(vls_worker_t *a, vls_worker_t *b, uint32_t *a_sees_b, uint32_t *b_sees_a) {
   int p = vls_worker_add_peer(a, (uint32_t)vls_worker_index(b), dup(vls_worker_segment_fd(b)),
                               vls_worker_mq_offset(b), dup(vls_worker_eventfd(b)));
   CHECK(p > 0);
@@ -29,7 +29,7 @@ static void link_workers(vls_worker_t *a, vls_worker_t *b, uint32_t *a_sees_b, u
 }
 
 /* Connect cli (seeing srv as peer cli_peer) to listener lh of srv (seeing cli as srv_peer). */
-static void ct_connect(vls_worker_t *srv, uint64_t lh, uint32_t srv_peer, vls_worker_t *cli,
+static inline void ct_connect(vls_worker_t *srv, uint64_t lh, uint32_t srv_peer, vls_worker_t *cli,
                        uint32_t cli_peer, uint64_t *ch, uint64_t *sh) {
   uint64_t ct_off, acc;
   CHECK_EQ(vls_connect_start(cli, ch), 0);
@@ -47,7 +47,7 @@ static void ct_connect(vls_worker_t *srv, uint64_t lh, uint32_t srv_peer, vls_wo
   CHECK_EQ(*sh, acc);
 }
 
-static int state_of(vls_worker_t *w, uint64_t h) {
+static inline int state_of(vls_worker_t *w, uint64_t h) {
   vls_session_info_t info;
   int rv = vls_session_info(w, h, &info);
   return rv < 0 ? rv : info.state;
