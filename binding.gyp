@@ -10,6 +10,7 @@
         "native/core/vls_session.c",
         "native/core/vls_epoll.c",
         "native/core/vls_locked.c",
+        "native/core/vls_app.c",
         "native/binding/addon.cc"
       ],
       "include_dirs": [

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define VLS_EP_ALWAYS (VLS_EPOLLERR | VLS_EPOLLHUP)
 #define VLS_EP_VALID                                                                               \
@@ -107,10 +108,18 @@ static void vls__rl_append(vls_worker_t *w, vls_session_t *ep, uint32_t i) {
 }
 
 void vls__epoll_notify(vls_worker_t *w, vls_session_t *s, uint32_t events) {
+  int queued = 0;
   for (uint32_t i = s->epitems; i != VLS_NIL; i = vls__item(w, i)->next_of_session) {
     vls_epitem_t *it = vls__item(w, i);
     if (it->disabled || !((it->events | VLS_EP_ALWAYS) & events)) continue;
     vls__rl_append(w, vls__slot(w, it->ep), i);
+    queued = 1;
+  }
+  if (queued && !w->in_poll && !w->kicked) {
+    uint64_t one = 1;
+    w->kicked = 1;
+    ssize_t r = write(w->efd, &one, sizeof one);
+    (void)r;
   }
 }
 

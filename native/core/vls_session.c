@@ -424,9 +424,14 @@ static void vls__ct_release(vls_worker_t *w, vls_session_t *s) {
 static void vls__session_finish(vls_worker_t *w, vls_session_t *s) {
   s->state = VLS_SS_CLOSED;
   vls__ct_release(w, s);
-  if (s->peer != VLS_NIL && s->peer < w->n_peers && w->peers[s->peer].n_sessions)
-    w->peers[s->peer].n_sessions--;
+  uint32_t pid = s->peer;
   vls__session_free(w, s);
+  if (pid != VLS_NIL && pid < w->n_peers && w->peers[pid].in_use) {
+    vls_peer_t *p = &w->peers[pid];
+    if (p->n_sessions) p->n_sessions--;
+    /* A dead peer's segments go as soon as its last session does. */
+    if (pid != 0 && p->down && p->n_sessions == 0) vls__peer_release(w, pid);
+  }
 }
 
 static int vls__attach_pair(vls_worker_t *w, vls_session_t *s) {
@@ -974,13 +979,14 @@ static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err) {
 static void vls__apply(vls_worker_t *w, const vls_evt_t *e) {
   w->evts_in++;
   if (e->type == VLS_EVT_CT_FREE) {
-    uint32_t pid = VLS_NIL;
-    for (uint32_t i = 0; i < w->n_peers; i++)
-      if (w->peers[i].in_use && w->peers[i].wrk_index == e->aux && i != 0) pid = i;
-    if (pid != VLS_NIL && vls__orphan_take(w, pid, e->arg))
-      vls__ct_free_pair(&w->peers[pid].ct_local, e->arg);
-    else
-      w->evts_stale++;
+    /* Only a pair we orphaned ourselves, held by a peer entry of the sending worker, is freed: a
+     * forged or repeated CT_FREE changes nothing. */
+    for (uint32_t i = 1; i < w->n_peers; i++)
+      if (w->peers[i].in_use && w->peers[i].wrk_index == e->aux && vls__orphan_take(w, i, e->arg)) {
+        vls__ct_free_pair(&w->peers[i].ct_local, e->arg);
+        return;
+      }
+    w->evts_stale++;
     return;
   }
   vls_session_t *s = vls__session_get(w, e->handle);
@@ -1059,6 +1065,8 @@ static void vls__reap_peers(vls_worker_t *w) {
 int vls_worker_poll(vls_worker_t *w) {
   vls__wlock(w);
   int total = 0;
+  w->in_poll = 1;
+  w->kicked = 0;
   vls_mq_eventfd_clear(&w->mq);
   vls__flush_deferred(w);
   for (;;) {
@@ -1075,6 +1083,7 @@ int vls_worker_poll(vls_worker_t *w) {
     total += n;
   }
   vls__reap_peers(w);
+  w->in_poll = 0;
   vls__wunlock(w);
   return total;
 }

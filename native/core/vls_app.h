@@ -1,0 +1,104 @@
+/*
+ * App worker: a vls_worker attached to a namespace, with its control channel.
+ *
+ *                 kernel epoll fd (the one fd the event loop polls)
+ *                  |-- worker eventfd       -> vls_worker_poll -> session readiness
+ *                  |-- control listen socket (AF_UNIX SOCK_SEQPACKET, <rundir>/w<index>.sock)
+ *                  '-- one control connection per peer worker
+ *
+ * Cut-through connect, as it crosses the control channel:
+ *
+ *   connector                                  acceptor
+ *   vls_app_connect(path, lh, meta)
+ *     HELLO {index, secret, mq_off} + [segment fd, eventfd]  -->  add peer
+ *     CONNECT {ch, lh, meta}                                 -->  vls_accept_ct + vls_accept
+ *                                                                 app event ACCEPT(lh, sh, meta)
+ *   add peer                    <-- HELLO_ACK + [segment fd, eventfd]
+ *   attach ct segment, finish   <-- CONNECT_OK {ch, sh, ct_off, meta} [+ ct segment fd, once]
+ *   app event CONNECTED(ch, meta)   (or CONNECT_FAILED(ch, err) after CONNECT_ERR)
+ *
+ * The control connection's hang-up is how a peer learns that the other side died: every session
+ * with that peer is reset. A malformed message closes the connection it came on (that peer's
+ * sessions reset) and nothing else. Messages are fixed-size records on a SOCK_SEQPACKET socket, so
+ * a record never arrives torn; each is checked (size, magic, version, type) before use.
+ */
+#ifndef VLS_APP_H
+#define VLS_APP_H
+
+#include "vls_session.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VLS_META_MAX 128
+#define VLS_SECRET_LEN 32
+
+typedef struct vls_app vls_app_t;
+
+typedef struct vls_app_cfg {
+  vls_worker_cfg_t wrk;
+  const char *sock_path;                /* control socket to bind (must not exist) */
+  uint8_t secret[VLS_SECRET_LEN];       /* digest of VLS_SECRET, zeros for none */
+} vls_app_cfg_t;
+
+#define VLS_APP_EVTS(X)                                                                            \
+  X(ACCEPT)         /* handle: listener, handle2: new session, meta: the connector's */             \
+  X(CONNECTED)      /* handle: session, meta: the acceptor's */                                     \
+  X(CONNECT_FAILED) /* handle: session, err */                                                      \
+  X(IO)             /* handle: session, events: EPOLL bits (edge-triggered) */                      \
+  X(PEER_DOWN)      /* handle: peer worker index, err: why */
+
+typedef enum vls_app_evt_type {
+  VLS_AE_NONE = 0,
+#define X(e) VLS_AE_##e,
+  VLS_APP_EVTS(X)
+#undef X
+} vls_app_evt_type_t;
+
+typedef struct vls_app_evt {
+  uint32_t type;
+  uint32_t events;
+  uint64_t handle;
+  uint64_t handle2;
+  int32_t err;
+  uint16_t meta_len;
+  uint8_t meta[VLS_META_MAX];
+} vls_app_evt_t;
+
+/* Bind the control socket and create the worker. -EADDRINUSE when the path exists (the caller
+ * decides whether it is stale: vls_app_probe). */
+int vls_app_create(vls_app_t **out, const vls_app_cfg_t *cfg);
+/* Close every session (peers see resets), the control channel, unlink the socket, free. */
+void vls_app_destroy(vls_app_t *app);
+vls_worker_t *vls_app_worker(vls_app_t *app);
+/* The kernel epoll fd that becomes readable when vls_app_poll has something to do. */
+int vls_app_fd(const vls_app_t *app);
+/* Is a control socket alive? 0: a worker answers; -ECONNREFUSED / -ENOENT: stale or absent. */
+int vls_app_probe(const char *sock_path);
+
+/* Start a cut-through connect to listener `lh` of the worker at `peer_sock`. Returns 0 and the new
+ * session handle; the outcome arrives as CONNECTED or CONNECT_FAILED. Fails at once with
+ * -ECONNREFUSED when nobody answers at that path. */
+int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, const void *meta,
+                    uint32_t meta_len, uint64_t *ch);
+/* Do pending work and collect events (at most max). Never blocks. */
+int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max);
+/* Sessions and listeners made through the app are registered edge-triggered for IO events. */
+int vls_app_listen(vls_app_t *app, uint32_t backlog, uint64_t *lh);
+/* Close a session or listener and forget its registration. */
+int vls_app_close(vls_app_t *app, uint64_t h);
+int vls_app_reset(vls_app_t *app, uint64_t h);
+
+typedef struct vls_app_stats {
+  uint32_t n_ctrl;       /* control connections */
+  uint64_t ctrl_bad;     /* malformed control messages (their connections were closed) */
+  uint64_t ctrl_refused; /* connects refused (bad secret, no such listener) */
+} vls_app_stats_t;
+int vls_app_stats(const vls_app_t *app, vls_app_stats_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

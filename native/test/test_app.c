@@ -1,0 +1,300 @@
+/* The control channel between real processes: hello, connect, refusal, secrets, garbage, death. */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vls_app.h"
+#include "vls_test.h"
+
+static char dir[128];
+
+static vls_app_t *mk_app(uint32_t index, const char *name, uint8_t secret_byte) {
+  vls_app_cfg_t cfg = {.wrk = {.index = index, .segment_size = 256ull << 20, .fifo_size = 65536,
+                               .mq_size = 1024, .name = name}};
+  char path[200];
+  snprintf(path, sizeof path, "%s/%s.sock", dir, name);
+  cfg.sock_path = path;
+  memset(cfg.secret, secret_byte, sizeof cfg.secret);
+  vls_app_t *app;
+  int rv = vls_app_create(&app, &cfg);
+  if (rv == -EADDRINUSE && vls_app_probe(path) == -ECONNREFUSED) {
+    /* a killed worker's socket file: stale, so take the name over (the registry does the same) */
+    unlink(path);
+    rv = vls_app_create(&app, &cfg);
+  }
+  CHECK_EQ(rv, 0);
+  return app;
+}
+
+static void sock_path(char *out, size_t n, const char *name) {
+  snprintf(out, n, "%s/%s.sock", dir, name);
+}
+
+/* Poll the app until an event of `type` for handle h shows up (or timeout_ms passes). */
+static int wait_evt(vls_app_t *app, uint32_t type, uint64_t h, vls_app_evt_t *out, int timeout_ms) {
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    vls_app_evt_t evs[32];
+    int n = vls_app_poll(app, evs, 32);
+    for (int i = 0; i < n; i++)
+      if (evs[i].type == type && (h == 0 || evs[i].handle == h)) {
+        if (out) *out = evs[i];
+        return 0;
+      }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int el = (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    if (el > timeout_ms) return -ETIMEDOUT;
+    struct pollfd p = {.fd = vls_app_fd(app), .events = POLLIN};
+    poll(&p, 1, 10);
+  }
+}
+
+/* Child: an acceptor that echoes; tells the parent its listener handle through a pipe. */
+static void echo_server(int wfd, uint8_t secret, int die_after_bytes) {
+  alarm(30);
+  vls_app_t *app = mk_app(7, "srv", secret);
+  uint64_t lh;
+  CHECK_EQ(vls_app_listen(app, 64, &lh), 0);
+  CHECK(write(wfd, &lh, sizeof lh) == sizeof lh);
+  vls_worker_t *w = vls_app_worker(app);
+  static char buf[65536];
+  long echoed = 0;
+  for (;;) {
+    struct pollfd p = {.fd = vls_app_fd(app), .events = POLLIN};
+    poll(&p, 1, 100);
+    vls_app_evt_t evs[64];
+    int n = vls_app_poll(app, evs, 64);
+    for (int i = 0; i < n; i++) {
+      if (evs[i].type == VLS_AE_ACCEPT) {
+        CHECK_EQ(evs[i].meta_len, 5);
+        CHECK(memcmp(evs[i].meta, "hello", 5) == 0);
+      }
+      if (evs[i].type != VLS_AE_IO) continue;
+      uint64_t h = evs[i].handle;
+      for (;;) {
+        int r = vls_read(w, h, buf, sizeof buf);
+        if (r <= 0) {
+          if (r == 0 || r == -ECONNRESET) vls_app_close(app, h);
+          break;
+        }
+        int off = 0;
+        while (off < r) {
+          int k = vls_write(w, h, buf + off, (uint32_t)(r - off));
+          if (k == -EAGAIN) {
+            vls_app_poll(app, evs, 0 + 1);
+            continue;
+          }
+          if (k < 0) break;
+          off += k;
+        }
+        echoed += r;
+        if (die_after_bytes && echoed > die_after_bytes) kill(getpid(), SIGKILL);
+      }
+    }
+  }
+}
+
+static pid_t start_server(uint64_t *lh, uint8_t secret, int die_after) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    echo_server(p[1], secret, die_after);
+    _exit(0);
+  }
+  close(p[1]);
+  CHECK(read(p[0], lh, sizeof *lh) == sizeof *lh);
+  close(p[0]);
+  return pid;
+}
+
+static void stop(pid_t pid) {
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
+static void test_connect_echo(void) {
+  uint64_t lh;
+  pid_t srv = start_server(&lh, 0, 0);
+  vls_app_t *app = mk_app(8, "cli", 0);
+  char path[200];
+  sock_path(path, sizeof path, "srv");
+  CHECK_EQ(vls_app_probe(path), 0);
+  uint64_t ch;
+  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
+  vls_worker_t *w = vls_app_worker(app);
+  unsigned long long seed = 1, seed2 = 1, rnd = 5;
+  static unsigned char out[40000], in[40000];
+  long sent = 0, got = 0, total = 8 << 20;
+  while (got < total) {
+    if (sent < total) {
+      int n = (int)(vls_test_rand(&rnd) % sizeof out) + 1;
+      if (n > total - sent) n = (int)(total - sent);
+      unsigned long long save = seed;
+      for (int i = 0; i < n; i++) out[i] = (unsigned char)vls_test_rand(&seed);
+      int k = vls_write(w, ch, out, (uint32_t)n);
+      seed = save;
+      if (k > 0) {
+        for (int i = 0; i < k; i++) vls_test_rand(&seed);
+        sent += k;
+      } else {
+        CHECK_EQ(k, -EAGAIN);
+      }
+    }
+    int r = vls_read(w, ch, in, sizeof in);
+    if (r == -EAGAIN) {
+      struct pollfd p = {.fd = vls_app_fd(app), .events = POLLIN};
+      poll(&p, 1, 100);
+      vls_app_evt_t evs[16];
+      vls_app_poll(app, evs, 16);
+      continue;
+    }
+    CHECK(r > 0);
+    for (int i = 0; i < r; i++) CHECK_EQ(in[i], (unsigned char)vls_test_rand(&seed2));
+    got += r;
+  }
+  CHECK_EQ(vls_app_close(app, ch), 0);
+  vls_app_destroy(app);
+  stop(srv);
+}
+
+static void test_refused(void) {
+  vls_app_t *app = mk_app(8, "cli", 0);
+  char path[200];
+  sock_path(path, sizeof path, "nobody");
+  uint64_t ch;
+  CHECK_EQ(vls_app_connect(app, path, 1, NULL, 0, &ch), -ECONNREFUSED);
+  CHECK_EQ(vls_app_probe(path), -ENOENT);
+  /* A stale socket file whose owner died: refused too, and probe says so. */
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  strcpy(sa.sun_path, path);
+  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  close(fd);
+  CHECK_EQ(vls_app_probe(path), -ECONNREFUSED);
+  CHECK_EQ(vls_app_connect(app, path, 1, NULL, 0, &ch), -ECONNREFUSED);
+  unlink(path);
+  /* A live worker but a listener handle that is not (or no longer) a listener: refused. */
+  uint64_t lh;
+  pid_t srv = start_server(&lh, 0, 0);
+  sock_path(path, sizeof path, "srv");
+  CHECK_EQ(vls_app_connect(app, path, lh + 1, "hello", 5, &ch), 0);
+  vls_app_evt_t e;
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECT_FAILED, ch, &e, 5000), 0);
+  CHECK_EQ(e.err, -ECONNREFUSED);
+  /* Binding a second app on a live socket path fails with EADDRINUSE. */
+  vls_app_cfg_t cfg = {.wrk = {.index = 9}, .sock_path = path};
+  vls_app_t *dup;
+  CHECK_EQ(vls_app_create(&dup, &cfg), -EADDRINUSE);
+  vls_app_destroy(app);
+  stop(srv);
+}
+
+static void test_wrong_secret(void) {
+  uint64_t lh;
+  pid_t srv = start_server(&lh, 0x11, 0);
+  vls_app_t *app = mk_app(8, "cli", 0x22);
+  char path[200];
+  sock_path(path, sizeof path, "srv");
+  uint64_t ch;
+  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  vls_app_evt_t e;
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECT_FAILED, ch, &e, 5000), 0);
+  CHECK_EQ(e.err, -EACCES);
+  vls_app_destroy(app);
+  stop(srv);
+}
+
+/* Garbage on the control channel: that connection is dropped, the worker keeps serving. */
+static void test_garbage_ctrl(void) {
+  uint64_t lh;
+  pid_t srv = start_server(&lh, 0, 0);
+  char path[200];
+  sock_path(path, sizeof path, "srv");
+  for (int round = 0; round < 3; round++) {
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, path);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    char junk[300];
+    memset(junk, 0x5a + round, sizeof junk);
+    if (round == 2) memcpy(junk, "VCTL", 4);
+    CHECK(send(fd, junk, (size_t)(round == 1 ? 17 : 300), 0) > 0);
+    char c;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&p, 1, 5000) == 1);
+    CHECK(recv(fd, &c, 1, 0) <= 0); /* the worker hung up on us */
+    close(fd);
+  }
+  vls_app_t *app = mk_app(8, "cli", 0);
+  uint64_t ch;
+  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
+  vls_app_destroy(app);
+  stop(srv);
+}
+
+/* The server is killed mid-transfer: the client's session resets, the peer goes away. */
+static void test_peer_killed(void) {
+  uint64_t lh;
+  pid_t srv = start_server(&lh, 0, 300000);
+  vls_app_t *app = mk_app(8, "cli", 0);
+  char path[200];
+  sock_path(path, sizeof path, "srv");
+  uint64_t ch;
+  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
+  vls_worker_t *w = vls_app_worker(app);
+  static char buf[65536];
+  int reset = 0;
+  for (int iter = 0; iter < 100000 && !reset; iter++) {
+    int k = vls_write(w, ch, buf, sizeof buf);
+    if (k < 0 && k != -EAGAIN) {
+      CHECK(k == -ECONNRESET || k == -EPIPE);
+      reset = 1;
+    }
+    int r;
+    while ((r = vls_read(w, ch, buf, sizeof buf)) > 0) {
+    }
+    if (r == -ECONNRESET) reset = 1;
+    CHECK(r == -EAGAIN || r == -ECONNRESET || r == 0);
+    struct pollfd p = {.fd = vls_app_fd(app), .events = POLLIN};
+    poll(&p, 1, 10);
+    vls_app_evt_t evs[16];
+    vls_app_poll(app, evs, 16);
+  }
+  CHECK(reset);
+  waitpid(srv, NULL, 0);
+  vls_app_stats_t st;
+  vls_app_stats(app, &st);
+  CHECK_EQ(st.n_ctrl, 0);
+  CHECK_EQ(vls_app_close(app, ch), 0);
+  vls_worker_stats_t ws;
+  vls_worker_stats(w, &ws);
+  CHECK_EQ(ws.n_peers, 0); /* segments unmapped */
+  vls_app_destroy(app);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  snprintf(dir, sizeof dir, "/tmp/vls-test-app-%d", (int)getpid());
+  CHECK(mkdir(dir, 0700) == 0);
+  RUN(test_connect_echo);
+  RUN(test_refused);
+  RUN(test_wrong_secret);
+  RUN(test_garbage_ctrl);
+  RUN(test_peer_killed);
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK(system(cmd) == 0);
+  TEST_DONE();
+}
