@@ -5,10 +5,72 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** Session info as the addon reports it. */
+export interface NativeSessionInfo {
+  state: string;
+  flags: number;
+  err: number;
+  side: number;
+  rxUsed: number;
+  txUsed: number;
+  fifoSize: number;
+  bytesIn: number;
+  bytesOut: number;
+  acceptQueued: number;
+}
+
+/** Worker counters as the addon reports them. */
+export interface NativeWorkerStats {
+  index: number;
+  sessions: number;
+  peers: number;
+  eventsIn: number;
+  eventsOut: number;
+  eventsStale: number;
+  eventsDeferred: number;
+  mqFull: number;
+  segmentBytes: number;
+  segmentUsed: number;
+  controlConnections: number;
+  controlBad: number;
+  controlRefused: number;
+  sockPath: string;
+}
+
+/** The addon's worker: every method returns >= 0 or a negative errno (never throws). */
+export interface NativeWorker {
+  attach(
+    dir: string,
+    fifoSize: number,
+    segmentSize: number,
+    mqSize: number,
+    secret: Buffer,
+    onEvents: (n: number, metas: Buffer[] | undefined, records: Float64Array) => void,
+  ): number;
+  detach(): void;
+  listen(backlog: number): number;
+  connect(peerSock: string, listenerHandle: number, meta: Buffer): number;
+  write(h: number, buf: Uint8Array, offset: number, length: number): number;
+  writev(h: number, bufs: Uint8Array[], allOrNothing: boolean): number;
+  read(h: number, buf: Uint8Array, offset: number, length: number): number;
+  shutdown(h: number, how: number): number;
+  close(h: number): number;
+  reset(h: number): number;
+  info(h: number): NativeSessionInfo | number;
+  stats(): NativeWorkerStats | number;
+  sessions(): number[];
+  setRef(on: boolean): void;
+  pump(): void;
+}
+
 /** The native addon's surface, as the binding exports it. */
 export interface NativeBinding {
+  Worker: new () => NativeWorker;
   version(): { major: number; minor: number };
   errName(negErrno: number): string;
+  probe(sockPath: string): number;
+  nsLock(dir: string): number;
+  nsUnlock(fd: number): void;
 }
 
 let cached: NativeBinding | undefined;
@@ -34,7 +96,6 @@ export function loadNative(): NativeBinding {
   if (cached) return cached;
   if (loadError) throw loadError;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     cached = require(addonPath) as NativeBinding;
     return cached;
   } catch (cause) {

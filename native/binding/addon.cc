@@ -1,10 +1,319 @@
-// Thin node-addon-api layer over the native core. It takes already-checked plain arguments from
-// src/native.ts and returns >= 0 or a negative errno, which src/errors.ts turns into Node errors.
+// Thin node-addon-api layer over the native core. JS (src/native.ts, src/worker.ts) checks and
+// normalises every argument; this file takes plain values and returns >= 0 or a negative errno,
+// which src/errors.ts turns into Node-style errors.
+//
+// One Worker per JS environment (the main thread and each worker_threads thread): it owns a
+// vls_app, a uv_poll on the app's single fd, and calls JS once per batch of events, passing a
+// reused Float64Array of records [type, events, handle, handle2, err] and, only when some event
+// carries metadata (accept / connected), an array of Buffers.
 #include <napi.h>
+#include <uv.h>
 
-#include "vls_common.h"
+#include <cstring>
+#include <vector>
+
+#include "vls_app.h"
+#include "vls_session.h"
 
 namespace {
+
+constexpr int kBatch = 256;
+constexpr int kRec = 5;
+
+inline uint64_t ToHandle(const Napi::Value &v) {
+  return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
+}
+
+class Worker : public Napi::ObjectWrap<Worker> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Worker",
+                       {
+                           InstanceMethod("attach", &Worker::Attach),
+                           InstanceMethod("detach", &Worker::Detach),
+                           InstanceMethod("listen", &Worker::Listen),
+                           InstanceMethod("connect", &Worker::Connect),
+                           InstanceMethod("write", &Worker::Write),
+                           InstanceMethod("writev", &Worker::Writev),
+                           InstanceMethod("read", &Worker::Read),
+                           InstanceMethod("shutdown", &Worker::Shutdown),
+                           InstanceMethod("close", &Worker::Close),
+                           InstanceMethod("reset", &Worker::Reset),
+                           InstanceMethod("info", &Worker::Info),
+                           InstanceMethod("stats", &Worker::Stats),
+                           InstanceMethod("sessions", &Worker::Sessions),
+                           InstanceMethod("setRef", &Worker::SetRef),
+                           InstanceMethod("pump", &Worker::PumpJs),
+                       });
+  }
+
+  explicit Worker(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Worker>(info) {}
+  ~Worker() override { Teardown(); }
+
+ private:
+  vls_app_t *app_ = nullptr;
+  uv_poll_t *poll_ = nullptr;
+  uv_timer_t *timer_ = nullptr;
+  Napi::FunctionReference on_events_;
+  Napi::Reference<Napi::Float64Array> batch_;
+  Napi::AsyncContext *ctx_ = nullptr;
+  bool refed_ = false;
+  bool in_pump_ = false;
+  std::vector<vls_app_evt_t> evs_ = std::vector<vls_app_evt_t>(kBatch);
+
+  static void CleanupHook(void *arg) { static_cast<Worker *>(arg)->Teardown(); }
+
+  void Teardown() {
+    if (!app_) return;
+    napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
+    uv_close(reinterpret_cast<uv_handle_t *>(poll_), [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
+    uv_close(reinterpret_cast<uv_handle_t *>(timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    poll_ = nullptr;
+    timer_ = nullptr;
+    vls_app_destroy(app_);
+    app_ = nullptr;
+    delete ctx_;
+    ctx_ = nullptr;
+    on_events_.Reset();
+    batch_.Reset();
+  }
+
+  // attach(dir, fifoSize, segmentSize, mqSize, secret: Buffer(32), onEvents) -> index or -errno
+  Napi::Value Attach(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (app_) return Napi::Number::New(env, -EISCONN);
+    std::string dir = info[0].As<Napi::String>().Utf8Value();
+    vls_app_cfg_t cfg;
+    std::memset(&cfg, 0, sizeof cfg);
+    cfg.wrk.fifo_size = info[1].As<Napi::Number>().Uint32Value();
+    cfg.wrk.segment_size = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
+    cfg.wrk.mq_size = info[3].As<Napi::Number>().Uint32Value();
+    cfg.wrk.name = "node-vls";
+    auto secret = info[4].As<Napi::Buffer<uint8_t>>();
+    std::memcpy(cfg.secret, secret.Data(), std::min<size_t>(secret.Length(), VLS_SECRET_LEN));
+    int rv = vls_app_attach_ns(&app_, &cfg, dir.c_str());
+    if (rv < 0) return Napi::Number::New(env, rv);
+    uv_loop_t *loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    uv_poll_init(loop, poll_, vls_app_fd(app_));
+    poll_->data = this;
+    uv_poll_start(poll_, UV_READABLE, OnPoll);
+    uv_unref(reinterpret_cast<uv_handle_t *>(poll_));
+    timer_ = new uv_timer_t;
+    uv_timer_init(loop, timer_);
+    timer_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t *>(timer_));
+    on_events_ = Napi::Persistent(info[5].As<Napi::Function>());
+    batch_ = Napi::Persistent(Napi::Float64Array::New(env, kBatch * kRec));
+    ctx_ = new Napi::AsyncContext(env, "node-vls");
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+    return Napi::Number::New(env, vls_worker_index(vls_app_worker(app_)));
+  }
+
+  Napi::Value Detach(const Napi::CallbackInfo &info) {
+    Teardown();
+    return info.Env().Undefined();
+  }
+
+  static void OnPoll(uv_poll_t *h, int status, int events) {
+    (void)status;
+    (void)events;
+    static_cast<Worker *>(h->data)->Pump();
+  }
+
+  static void OnTimer(uv_timer_t *h) { static_cast<Worker *>(h->data)->Pump(); }
+
+  // Drain the app and hand the events to JS, one call per batch.
+  void Pump() {
+    if (!app_ || in_pump_) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    in_pump_ = true;
+    for (int round = 0; round < 64 && app_; round++) {
+      int n = vls_app_poll(app_, evs_.data(), kBatch);
+      if (n <= 0) break;
+      Napi::Float64Array batch = batch_.Value();
+      double *d = batch.Data();
+      Napi::Value metas = env.Undefined();
+      for (int i = 0; i < n; i++) {
+        const vls_app_evt_t &e = evs_[i];
+        d[i * kRec + 0] = e.type;
+        d[i * kRec + 1] = e.events;
+        d[i * kRec + 2] = static_cast<double>(e.handle);
+        d[i * kRec + 3] = static_cast<double>(e.handle2);
+        d[i * kRec + 4] = e.err;
+        if (e.meta_len) {
+          if (metas.IsUndefined()) metas = Napi::Array::New(env);
+          metas.As<Napi::Array>().Set(i, Napi::Buffer<uint8_t>::Copy(env, e.meta, e.meta_len));
+        }
+      }
+      // Raw call: during environment teardown JS cannot run any more, and that must not be
+      // fatal (node-addon-api would try to throw). The events are dropped with the environment.
+      napi_value argv[3] = {Napi::Number::New(env, n), metas, batch};
+      napi_value result;
+      napi_status st = napi_make_callback(env, *ctx_, Value(), on_events_.Value(), 3, argv, &result);
+      if (st != napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+          napi_value exc;
+          napi_get_and_clear_last_exception(env, &exc);
+          napi_fatal_exception(env, exc);  // an exception thrown by a JS handler: uncaught
+        }
+        break;
+      }
+      if (n < kBatch) break;
+    }
+    in_pump_ = false;
+    // Events that found a peer's queue full are retried shortly; nothing else needs a timer.
+    if (app_ && vls_worker_deferred(vls_app_worker(app_)) > 0) uv_timer_start(timer_, OnTimer, 1, 0);
+  }
+
+  Napi::Value PumpJs(const Napi::CallbackInfo &info) {
+    Pump();
+    return info.Env().Undefined();
+  }
+
+  vls_worker_t *W() { return app_ ? vls_app_worker(app_) : nullptr; }
+
+  Napi::Value Listen(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    uint64_t lh = 0;
+    int rv = vls_app_listen(app_, info[0].As<Napi::Number>().Uint32Value(), &lh);
+    return Napi::Number::New(info.Env(), rv < 0 ? rv : static_cast<double>(lh));
+  }
+
+  // connect(peerSockPath, listenerHandle, meta: Buffer) -> handle or -errno
+  Napi::Value Connect(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto meta = info[2].As<Napi::Buffer<uint8_t>>();
+    uint64_t ch = 0;
+    int rv = vls_app_connect(app_, path.c_str(), ToHandle(info[1]), meta.Data(),
+                             static_cast<uint32_t>(meta.Length()), &ch);
+    return Napi::Number::New(info.Env(), rv < 0 ? rv : static_cast<double>(ch));
+  }
+
+  // write(h, buf, offset, length) -> bytes or -errno
+  Napi::Value Write(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    auto buf = info[1].As<Napi::Uint8Array>();
+    uint32_t off = info[2].As<Napi::Number>().Uint32Value();
+    uint32_t len = info[3].As<Napi::Number>().Uint32Value();
+    if (static_cast<uint64_t>(off) + len > buf.ByteLength()) return Napi::Number::New(info.Env(), -EINVAL);
+    int rv = vls_write(W(), ToHandle(info[0]), buf.Data() + off, len);
+    return Napi::Number::New(info.Env(), rv);
+  }
+
+  // writev(h, [buffers], allOrNothing) -> bytes or -errno
+  Napi::Value Writev(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    auto arr = info[1].As<Napi::Array>();
+    uint32_t n = arr.Length();
+    std::vector<vls_iov_t> iov(n);
+    for (uint32_t i = 0; i < n; i++) {
+      auto b = arr.Get(i).As<Napi::Uint8Array>();
+      iov[i].base = b.Data();
+      iov[i].len = static_cast<uint32_t>(b.ByteLength());
+    }
+    int rv = vls_writev(W(), ToHandle(info[0]), iov.data(), n, info[2].As<Napi::Boolean>().Value());
+    return Napi::Number::New(info.Env(), rv);
+  }
+
+  // read(h, buf, offset, length) -> bytes (0 at end) or -errno
+  Napi::Value Read(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    auto buf = info[1].As<Napi::Uint8Array>();
+    uint32_t off = info[2].As<Napi::Number>().Uint32Value();
+    uint32_t len = info[3].As<Napi::Number>().Uint32Value();
+    if (static_cast<uint64_t>(off) + len > buf.ByteLength()) return Napi::Number::New(info.Env(), -EINVAL);
+    return Napi::Number::New(info.Env(), vls_read(W(), ToHandle(info[0]), buf.Data() + off, len));
+  }
+
+  Napi::Value Shutdown(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    return Napi::Number::New(info.Env(), vls_shutdown(W(), ToHandle(info[0]), info[1].As<Napi::Number>().Int32Value()));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    return Napi::Number::New(info.Env(), vls_app_close(app_, ToHandle(info[0])));
+  }
+
+  Napi::Value Reset(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    return Napi::Number::New(info.Env(), vls_app_reset(app_, ToHandle(info[0])));
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!app_) return Napi::Number::New(env, -EBADF);
+    vls_session_info_t si;
+    int rv = vls_session_info(W(), ToHandle(info[0]), &si);
+    if (rv < 0) return Napi::Number::New(env, rv);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("state", vls_session_state_str(si.state));
+    o.Set("flags", si.flags);
+    o.Set("err", si.err);
+    o.Set("side", si.side);
+    o.Set("rxUsed", si.rx_used);
+    o.Set("txUsed", si.tx_used);
+    o.Set("fifoSize", si.fifo_size);
+    o.Set("bytesIn", static_cast<double>(si.bytes_in));
+    o.Set("bytesOut", static_cast<double>(si.bytes_out));
+    o.Set("acceptQueued", si.accept_queued);
+    return o;
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!app_) return Napi::Number::New(env, -EBADF);
+    vls_worker_stats_t ws;
+    vls_worker_stats(W(), &ws);
+    vls_app_stats_t as;
+    vls_app_stats(app_, &as);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", ws.index);
+    o.Set("sessions", ws.n_sessions);
+    o.Set("peers", ws.n_peers);
+    o.Set("eventsIn", static_cast<double>(ws.evts_in));
+    o.Set("eventsOut", static_cast<double>(ws.evts_out));
+    o.Set("eventsStale", static_cast<double>(ws.evts_stale));
+    o.Set("eventsDeferred", static_cast<double>(ws.evts_deferred));
+    o.Set("mqFull", static_cast<double>(ws.mq_full));
+    o.Set("segmentBytes", static_cast<double>(ws.segment_size));
+    o.Set("segmentUsed", static_cast<double>(ws.segment_used));
+    o.Set("controlConnections", as.n_ctrl);
+    o.Set("controlBad", static_cast<double>(as.ctrl_bad));
+    o.Set("controlRefused", static_cast<double>(as.ctrl_refused));
+    o.Set("sockPath", vls_app_sock_path(app_));
+    return o;
+  }
+
+  Napi::Value Sessions(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    if (!app_) return out;
+    uint32_t i = 0;
+    for (uint64_t h = vls_session_next(W(), 0); h; h = vls_session_next(W(), h))
+      out.Set(i++, Napi::Number::New(env, static_cast<double>(h)));
+    return out;
+  }
+
+  // The poll handle keeps the loop alive only while JS holds ref'd sessions or listeners.
+  Napi::Value SetRef(const Napi::CallbackInfo &info) {
+    bool on = info[0].As<Napi::Boolean>().Value();
+    if (poll_ && on != refed_) {
+      if (on)
+        uv_ref(reinterpret_cast<uv_handle_t *>(poll_));
+      else
+        uv_unref(reinterpret_cast<uv_handle_t *>(poll_));
+      refed_ = on;
+    }
+    return info.Env().Undefined();
+  }
+};
 
 Napi::Value Version(const Napi::CallbackInfo &info) {
   Napi::Object o = Napi::Object::New(info.Env());
@@ -14,13 +323,29 @@ Napi::Value Version(const Napi::CallbackInfo &info) {
 }
 
 Napi::Value ErrName(const Napi::CallbackInfo &info) {
-  int e = info[0].As<Napi::Number>().Int32Value();
-  return Napi::String::New(info.Env(), vls_err_name(e));
+  return Napi::String::New(info.Env(), vls_err_name(info[0].As<Napi::Number>().Int32Value()));
+}
+
+Napi::Value Probe(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), vls_app_probe(info[0].As<Napi::String>().Utf8Value().c_str()));
+}
+
+Napi::Value NsLock(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), vls_ns_lock(info[0].As<Napi::String>().Utf8Value().c_str()));
+}
+
+Napi::Value NsUnlock(const Napi::CallbackInfo &info) {
+  vls_ns_unlock(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Worker", Worker::Init(env));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("errName", Napi::Function::New(env, ErrName));
+  exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("nsLock", Napi::Function::New(env, NsLock));
+  exports.Set("nsUnlock", Napi::Function::New(env, NsUnlock));
   return exports;
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -665,4 +666,59 @@ int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max) {
     }
   }
   return n;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Namespace attach                                                                                */
+
+int vls_ns_lock(const char *dir) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/.lock", dir) >= (int)sizeof path) return -ENAMETOOLONG;
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -errno;
+  int rv;
+  do {
+    rv = flock(fd, LOCK_EX);
+  } while (rv < 0 && errno == EINTR);
+  if (rv < 0) {
+    rv = -errno;
+    close(fd);
+    return rv;
+  }
+  return fd;
+}
+
+void vls_ns_unlock(int fd) {
+  if (fd < 0) return;
+  flock(fd, LOCK_UN);
+  close(fd);
+}
+
+const char *vls_app_sock_path(const vls_app_t *app) { return app->sock_path; }
+
+int vls_app_attach_ns(vls_app_t **out, vls_app_cfg_t *cfg, const char *dir) {
+  *out = NULL;
+  int lk = vls_ns_lock(dir);
+  if (lk < 0) return lk;
+  int rv = -EMFILE;
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  for (uint32_t i = 0; i < VLS_MAX_WORKERS; i++) {
+    if (snprintf(path, sizeof path, "%s/w%u.sock", dir, i) >= (int)sizeof path) {
+      rv = -ENAMETOOLONG;
+      break;
+    }
+    cfg->wrk.index = i;
+    cfg->sock_path = path;
+    rv = vls_app_create(out, cfg);
+    if (rv == -EADDRINUSE && vls_app_probe(path) == -ECONNREFUSED) {
+      /* Its owner died without cleaning up; under the namespace lock nobody else is taking it. */
+      VLS_DBG(1, "taking over stale worker socket %s", path);
+      unlink(path);
+      rv = vls_app_create(out, cfg);
+    }
+    if (rv != -EADDRINUSE) break;
+  }
+  cfg->sock_path = NULL;
+  vls_ns_unlock(lk);
+  return rv;
 }

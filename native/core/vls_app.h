@@ -69,6 +69,15 @@ typedef struct vls_app_evt {
 /* Bind the control socket and create the worker. -EADDRINUSE when the path exists (the caller
  * decides whether it is stale: vls_app_probe). */
 int vls_app_create(vls_app_t **out, const vls_app_cfg_t *cfg);
+/* Attach to a namespace directory: take the namespace lock, pick the lowest free worker index
+ * (a socket file whose owner died is taken over), bind <dir>/w<index>.sock. cfg->wrk.index and
+ * cfg->sock_path are ignored and filled in. -EMFILE when all VLS_MAX_WORKERS indices are taken. */
+int vls_app_attach_ns(vls_app_t **out, vls_app_cfg_t *cfg, const char *dir);
+/* The namespace lock (flock on <dir>/.lock): serialises index allocation and registry updates
+ * between processes; released by the kernel if the holder dies. Returns the fd to pass to unlock. */
+int vls_ns_lock(const char *dir);
+void vls_ns_unlock(int fd);
+const char *vls_app_sock_path(const vls_app_t *app);
 /* Close every session (peers see resets), the control channel, unlink the socket, free. */
 void vls_app_destroy(vls_app_t *app);
 vls_worker_t *vls_app_worker(vls_app_t *app);

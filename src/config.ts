@@ -1,0 +1,67 @@
+/**
+ * Configuration from the environment, checked once. Every knob has a default; a bad value throws a
+ * RangeError/TypeError that names the variable (like better-sqlite3's option checks).
+ */
+
+/** The layer's settings. */
+export interface VlsConfig {
+  /** VLS_NAMESPACE: processes in the same namespace reach each other through shared memory. */
+  namespace: string;
+  /** VLS_SECRET: when set, both ends must have the same one to connect. */
+  secret: string | undefined;
+  /** VLS_FIFO_SIZE: bytes per fifo (one per direction per session), a power of two. */
+  fifoSize: number;
+  /** VLS_SEGMENT_SIZE: virtual bytes of each per-peer fifo segment (pages are used on demand). */
+  segmentSize: number;
+  /** VLS_MQ_SIZE: events in each worker's message queue, a power of two. */
+  mqSize: number;
+  /** VLS_RUNTIME_DIR: overrides where namespaces live (default below). */
+  runtimeDir: string | undefined;
+  /** VLS_DISABLE=1: the layer leaves Node untouched. */
+  disabled: boolean;
+  /** VLS_STRICT=1: failures to start or to go cut-through are errors instead of warnings. */
+  strict: boolean;
+}
+
+const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+function intFromEnv(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+function pow2FromEnv(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
+  const v = intFromEnv(env, name, dflt, min, max);
+  if ((v & (v - 1)) !== 0) throw new RangeError(`${name} must be a power of two, got ${v}`);
+  return v;
+}
+
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name];
+  return raw !== undefined && raw !== '' && raw !== '0' && raw.toLowerCase() !== 'false';
+}
+
+/** Reads and checks the configuration. */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): VlsConfig {
+  const namespace = env.VLS_NAMESPACE === undefined || env.VLS_NAMESPACE === '' ? 'default' : env.VLS_NAMESPACE;
+  if (!NS_RE.test(namespace) || namespace === '.' || namespace === '..') {
+    throw new RangeError(
+      `VLS_NAMESPACE must be 1-64 characters of A-Z a-z 0-9 . _ - (not . or ..), got ${JSON.stringify(namespace)}`,
+    );
+  }
+  return {
+    namespace,
+    secret: env.VLS_SECRET === undefined || env.VLS_SECRET === '' ? undefined : env.VLS_SECRET,
+    fifoSize: pow2FromEnv(env, 'VLS_FIFO_SIZE', 256 * 1024, 4096, 64 * 1024 * 1024),
+    segmentSize: intFromEnv(env, 'VLS_SEGMENT_SIZE', 1024 * 1024 * 1024, 1024 * 1024, 2 ** 40),
+    mqSize: pow2FromEnv(env, 'VLS_MQ_SIZE', 65536, 64, 1 << 20),
+    runtimeDir: env.VLS_RUNTIME_DIR === undefined || env.VLS_RUNTIME_DIR === '' ? undefined : env.VLS_RUNTIME_DIR,
+    disabled: flag(env, 'VLS_DISABLE'),
+    strict: flag(env, 'VLS_STRICT'),
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * Namespaces: where the workers of one namespace find each other.
+ *
+ *   <root>/<namespace>/            mode 0700, owned by this user (checked, never trusted)
+ *     .lock                        flock: index allocation and registry updates
+ *     w<index>.sock                each worker's control socket (SOCK_SEQPACKET)
+ *     ep/<proto>_<address>_<port>  a published endpoint: JSON { worker, pid, sock, lh, ... }
+ *
+ * <root> is $VLS_RUNTIME_DIR, else $XDG_RUNTIME_DIR/node-vls, else <tmpdir>/node-vls-<uid>.
+ * An entry whose worker no longer answers on its control socket is stale: lookups remove it.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { VlsError } from './errors';
+import type { NativeBinding } from './native';
+
+/** The root directory for namespaces, per the rules above. */
+export function namespaceRoot(runtimeDir: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (runtimeDir) return runtimeDir;
+  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'node-vls');
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return path.join(os.tmpdir(), `node-vls-${uid}`);
+}
+
+/** Create (0700) or check a directory that must be private to this user. */
+function privateDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new VlsError('ERR_VLS_NAMESPACE_UNUSABLE', `node-vls: cannot create ${dir}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+  const st = fs.lstatSync(dir);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
+  if (!st.isDirectory()) {
+    throw new VlsError('ERR_VLS_NAMESPACE_UNSAFE', `node-vls: ${dir} is not a directory (or is a symlink); refusing to use it`);
+  }
+  if (st.uid !== uid) {
+    throw new VlsError(
+      'ERR_VLS_NAMESPACE_UNSAFE',
+      `node-vls: ${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}); refusing to use it`,
+    );
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new VlsError(
+      'ERR_VLS_NAMESPACE_UNSAFE',
+      `node-vls: ${dir} has mode ${(st.mode & 0o777).toString(8)}; it must be private to its owner (0700)`,
+    );
+  }
+}
+
+/** Ensures the namespace directory exists and is safe; returns its path. */
+export function namespaceDir(root: string, namespace: string): string {
+  fs.mkdirSync(path.dirname(root), { recursive: true });
+  privateDir(root);
+  const dir = path.join(root, namespace);
+  privateDir(dir);
+  privateDir(path.join(dir, 'ep'));
+  return dir;
+}
+
+/** A transport protocol of an endpoint. */
+export type Proto = 'tcp' | 'udp';
+
+/** What a published endpoint file holds. */
+export interface EndpointEntry {
+  proto: Proto;
+  address: string;
+  port: number;
+  worker: number;
+  pid: number;
+  sock: string;
+  lh: number;
+}
+
+function entryName(proto: Proto, address: string, port: number): string {
+  return `${proto}_${address.replace(/[^A-Za-z0-9.]/g, (c) => (c === ':' ? '-' : '_'))}_${port}`;
+}
+
+/** The endpoint registry of one namespace. */
+export class Registry {
+  readonly dir: string;
+  private readonly native: NativeBinding;
+
+  constructor(dir: string, native: NativeBinding) {
+    this.dir = dir;
+    this.native = native;
+  }
+
+  private withLock<T>(fn: () => T): T {
+    const fd = this.native.nsLock(this.dir);
+    if (fd < 0) throw new VlsError('ERR_VLS_NAMESPACE_UNUSABLE', `node-vls: cannot lock ${this.dir} (errno ${fd})`);
+    try {
+      return fn();
+    } finally {
+      this.native.nsUnlock(fd);
+    }
+  }
+
+  private file(proto: Proto, address: string, port: number): string {
+    return path.join(this.dir, 'ep', entryName(proto, address, port));
+  }
+
+  /** Publish an endpoint (replacing a stale one; the caller owns the kernel port already). */
+  publish(e: EndpointEntry): void {
+    const f = this.file(e.proto, e.address, e.port);
+    const tmp = `${f}.${process.pid}.${e.worker}.tmp`;
+    this.withLock(() => {
+      fs.writeFileSync(tmp, JSON.stringify(e), { mode: 0o600 });
+      fs.renameSync(tmp, f);
+    });
+  }
+
+  /** Remove an endpoint if it is still the one we published. */
+  unpublish(e: EndpointEntry): void {
+    const f = this.file(e.proto, e.address, e.port);
+    this.withLock(() => {
+      const cur = this.read(f);
+      if (cur && cur.pid === e.pid && cur.worker === e.worker && cur.lh === e.lh) fs.rmSync(f, { force: true });
+    });
+  }
+
+  private read(f: string): EndpointEntry | undefined {
+    let text: string;
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      return undefined;
+    }
+    try {
+      const v = JSON.parse(text) as Partial<EndpointEntry>;
+      if (
+        typeof v.worker === 'number' &&
+        typeof v.pid === 'number' &&
+        typeof v.sock === 'string' &&
+        typeof v.lh === 'number' &&
+        typeof v.port === 'number' &&
+        typeof v.address === 'string' &&
+        (v.proto === 'tcp' || v.proto === 'udp')
+      ) {
+        return v as EndpointEntry;
+      }
+    } catch {
+      /* a torn or foreign file: treated as absent, and removed below */
+    }
+    fs.rmSync(f, { force: true });
+    return undefined;
+  }
+
+  /**
+   * Finds the endpoint a connection to address:port would reach, as the kernel would: an exact
+   * match first, then a wildcard listener (0.0.0.0 for IPv4 destinations, :: for both).
+   * A stale entry (its worker does not answer) is removed and skipped.
+   */
+  lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
+    const candidates = [address];
+    if (address.includes(':')) candidates.push('::');
+    else candidates.push('0.0.0.0', '::');
+    for (const a of candidates) {
+      const f = this.file(proto, a, port);
+      const e = this.read(f);
+      if (!e) continue;
+      if (this.native.probe(e.sock) === 0) return e;
+      this.withLock(() => {
+        const again = this.read(f);
+        if (again && again.sock === e.sock && again.lh === e.lh && this.native.probe(e.sock) !== 0) {
+          fs.rmSync(f, { force: true });
+        }
+      });
+    }
+    return undefined;
+  }
+
+  /** Every live endpoint (for `vls stat`). */
+  list(): EndpointEntry[] {
+    let names: string[];
+    try {
+      names = fs.readdirSync(path.join(this.dir, 'ep'));
+    } catch {
+      return [];
+    }
+    const out: EndpointEntry[] = [];
+    for (const n of names) {
+      if (n.endsWith('.tmp')) continue;
+      const e = this.read(path.join(this.dir, 'ep', n));
+      if (e) out.push(e);
+    }
+    return out;
+  }
+}

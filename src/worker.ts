@@ -1,0 +1,400 @@
+/**
+ * The low-level TypeScript API over the native session layer: a worker per thread, attached to a
+ * namespace; listeners published in the namespace registry; cut-through sessions to them.
+ *
+ * Events flow from the addon in batches: one JS call per wake-up of the worker's fd, carrying
+ * every accept / connected / connect-failed / IO record gathered by the native side.
+ *
+ * @example
+ * ```ts
+ * const w = attach();
+ * const l = w.listen({ address: '127.0.0.1', port: 5000 });
+ * l.on('connection', (s) => s.on('readable', () => { ... s.read(buf) ... }));
+ * const c = w.connect({ address: '127.0.0.1', port: 5000 });   // undefined: nobody published
+ * c?.on('connect', () => c.write(Buffer.from('hi')));
+ * ```
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { debuglog } from 'node:util';
+
+import { readConfig, type VlsConfig } from './config';
+import { errnoException, VlsError } from './errors';
+import { namespaceDir, namespaceRoot, Registry, type EndpointEntry, type Proto } from './namespace';
+import { loadNative, type NativeBinding, type NativeSessionInfo, type NativeWorker } from './native';
+
+const debug = debuglog('vls');
+
+/** Epoll bits as the native layer reports them (Linux values). */
+export const EPOLLIN = 0x001;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const EPOLLRDHUP = 0x2000;
+
+const AE_ACCEPT = 1;
+const AE_CONNECTED = 2;
+const AE_CONNECT_FAILED = 3;
+const AE_IO = 4;
+const AE_PEER_DOWN = 5;
+
+const EAGAIN = -11;
+
+/** A cut-through session: a non-blocking byte stream to another worker. */
+export class VlsSession extends EventEmitter {
+  /** The native session handle (unique within the worker; never reused while stale). */
+  readonly handle: number;
+  /** Metadata the other end sent when the session was set up. */
+  peerMeta: Buffer | undefined;
+  /** 'connecting' | 'open' | 'closed'. */
+  status: 'connecting' | 'open' | 'closed';
+  private readonly worker: VlsWorker;
+  private refed = true;
+
+  /** @internal */
+  constructor(worker: VlsWorker, handle: number, status: 'connecting' | 'open') {
+    super();
+    this.worker = worker;
+    this.handle = handle;
+    this.status = status;
+  }
+
+  /**
+   * Writes as much of `buf` as fits; returns the bytes taken (0 when the fifo is full: wait for
+   * 'writable'). Throws a Node-style error (EPIPE after end(), ECONNRESET after a reset, EBADF
+   * after close()).
+   */
+  write(buf: Uint8Array, offset = 0, length = buf.byteLength - offset): number {
+    const rv = this.worker.native.write(this.handle, buf, offset, length);
+    if (rv === EAGAIN) return 0;
+    if (rv < 0) throw errnoException(rv, 'write');
+    return rv;
+  }
+
+  /** Writes several buffers as one unit; with allOrNothing, all of them or none (returns 0). */
+  writev(bufs: Uint8Array[], allOrNothing = false): number {
+    const rv = this.worker.native.writev(this.handle, bufs, allOrNothing);
+    if (rv === EAGAIN) return 0;
+    if (rv < 0) throw errnoException(rv, 'write');
+    return rv;
+  }
+
+  /**
+   * Reads into `buf`; returns the byte count, 0 at end of stream, or null when nothing is there
+   * yet (wait for 'readable'). Throws the pending error once (ECONNRESET after a peer reset).
+   */
+  read(buf: Uint8Array, offset = 0, length = buf.byteLength - offset): number | null {
+    const rv = this.worker.native.read(this.handle, buf, offset, length);
+    if (rv === EAGAIN) return null;
+    if (rv < 0) throw errnoException(rv, 'read');
+    return rv;
+  }
+
+  /** Half-close: the peer reads everything written so far, then end of stream. */
+  end(): void {
+    const rv = this.worker.native.shutdown(this.handle, 1);
+    if (rv < 0) throw errnoException(rv, 'shutdown');
+  }
+
+  /** Close: end of stream after queued data (unread received data turns it into a reset). */
+  close(): void {
+    if (this.status === 'closed') return;
+    const rv = this.worker.native.close(this.handle);
+    this.worker.forget(this);
+    if (rv < 0) throw errnoException(rv, 'close');
+    this.emit('close');
+  }
+
+  /** Reset: queued data is dropped and the peer's next read fails with ECONNRESET. */
+  reset(): void {
+    if (this.status === 'closed') return;
+    const rv = this.worker.native.reset(this.handle);
+    this.worker.forget(this);
+    if (rv < 0) throw errnoException(rv, 'reset');
+    this.emit('close');
+  }
+
+  /** State, fifo fill and byte counts, from the native session table. */
+  info(): NativeSessionInfo {
+    const r = this.worker.native.info(this.handle);
+    if (typeof r === 'number') throw errnoException(r, 'info');
+    return r;
+  }
+
+  /** Keep the event loop alive while this session is open (the default). */
+  ref(): this {
+    if (!this.refed) {
+      this.refed = true;
+      this.worker.adjustRef(1);
+    }
+    return this;
+  }
+
+  /** Let the process exit even if this session is open. */
+  unref(): this {
+    if (this.refed) {
+      this.refed = false;
+      this.worker.adjustRef(-1);
+    }
+    return this;
+  }
+
+  /** @internal */
+  get isRefed(): boolean {
+    return this.refed;
+  }
+}
+
+/** A published listening endpoint. Emits 'connection' with each accepted VlsSession. */
+export class VlsListener extends EventEmitter {
+  readonly handle: number;
+  readonly entry: EndpointEntry;
+  private readonly worker: VlsWorker;
+  private refed = true;
+  closed = false;
+
+  /** @internal */
+  constructor(worker: VlsWorker, handle: number, entry: EndpointEntry) {
+    super();
+    this.worker = worker;
+    this.handle = handle;
+    this.entry = entry;
+  }
+
+  /** Unpublish and close; connections not yet accepted are reset. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.worker.registry.unpublish(this.entry);
+    this.worker.native.close(this.handle);
+    this.worker.forgetListener(this);
+    this.emit('close');
+  }
+
+  ref(): this {
+    if (!this.refed) {
+      this.refed = true;
+      this.worker.adjustRef(1);
+    }
+    return this;
+  }
+
+  unref(): this {
+    if (this.refed) {
+      this.refed = false;
+      this.worker.adjustRef(-1);
+    }
+    return this;
+  }
+
+  /** @internal */
+  get isRefed(): boolean {
+    return this.refed;
+  }
+}
+
+/** Options of {@link VlsWorker.listen}. */
+export interface ListenOptions {
+  proto?: Proto;
+  address: string;
+  port: number;
+  backlog?: number;
+}
+
+/** Options of {@link VlsWorker.connect}. */
+export interface ConnectOptions {
+  proto?: Proto;
+  address: string;
+  port: number;
+  /** Up to 128 bytes handed to the acceptor with the connection. */
+  meta?: Buffer;
+}
+
+/** This thread's attachment to a namespace. */
+export class VlsWorker {
+  readonly index: number;
+  readonly config: VlsConfig;
+  readonly dir: string;
+  readonly registry: Registry;
+  /** @internal */
+  readonly native: NativeWorker;
+  private readonly sessions = new Map<number, VlsSession>();
+  private readonly listeners = new Map<number, VlsListener>();
+  private refs = 0;
+  private detached = false;
+
+  /** @internal */
+  constructor(binding: NativeBinding, config: VlsConfig) {
+    this.config = config;
+    this.dir = namespaceDir(namespaceRoot(config.runtimeDir), config.namespace);
+    this.registry = new Registry(this.dir, binding);
+    this.native = new binding.Worker();
+    const secret = config.secret
+      ? createHash('sha256').update(`node-vls:${config.secret}`).digest()
+      : Buffer.alloc(32);
+    const rv = this.native.attach(this.dir, config.fifoSize, config.segmentSize, config.mqSize, secret, (n, metas, d) =>
+      this.onEvents(n, metas, d),
+    );
+    if (rv < 0) {
+      throw new VlsError('ERR_VLS_ATTACH_FAILED', `node-vls: cannot attach to namespace ${config.namespace} in ${this.dir}`, {
+        cause: errnoException(rv, 'attach', this.dir),
+      });
+    }
+    this.index = rv;
+    debug('worker %d attached to %s', this.index, this.dir);
+  }
+
+  /** Every batch of native events lands here: n records of [type, events, handle, handle2,
+   * err] in a Float64Array the addon reuses, plus metadata Buffers where an event carries some. */
+  private onEvents(n: number, metas: Buffer[] | undefined, d: Float64Array): void {
+    for (let i = 0; i < n; i++) {
+      const o = i * 5;
+      const type = d[o] as number;
+      const events = d[o + 1] as number;
+      const h = d[o + 2] as number;
+      const h2 = d[o + 3] as number;
+      const err = d[o + 4] as number;
+      const meta = metas?.[i];
+      if (type === AE_IO) {
+        const s = this.sessions.get(h);
+        if (!s) continue;
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable');
+        if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
+      } else if (type === AE_ACCEPT) {
+        const l = this.listeners.get(h);
+        if (!l) {
+          this.native.reset(h2);
+          continue;
+        }
+        const s = new VlsSession(this, h2, 'open');
+        s.peerMeta = meta;
+        this.track(s);
+        l.emit('connection', s);
+      } else if (type === AE_CONNECTED) {
+        const s = this.sessions.get(h);
+        if (!s) continue;
+        s.status = 'open';
+        s.peerMeta = meta;
+        s.emit('connect');
+      } else if (type === AE_CONNECT_FAILED) {
+        const s = this.sessions.get(h);
+        if (!s) continue;
+        this.native.close(h);
+        this.forget(s);
+        s.emit('error', errnoException(err, 'connect'));
+        s.emit('close');
+      } else if (type === AE_PEER_DOWN) {
+        debug('peer worker %d down (%d)', h, err);
+      }
+    }
+  }
+
+  /** @internal */
+  track(s: VlsSession): void {
+    this.sessions.set(s.handle, s);
+    if (s.isRefed) this.adjustRef(1);
+  }
+
+  /** @internal */
+  forget(s: VlsSession): void {
+    if (s.status === 'closed') return;
+    s.status = 'closed';
+    this.sessions.delete(s.handle);
+    if (s.isRefed) this.adjustRef(-1);
+  }
+
+  /** @internal */
+  forgetListener(l: VlsListener): void {
+    if (this.listeners.delete(l.handle) && l.isRefed) this.adjustRef(-1);
+  }
+
+  /** @internal */
+  adjustRef(d: number): void {
+    const before = this.refs;
+    this.refs += d;
+    if ((before > 0) !== (this.refs > 0)) this.native.setRef(this.refs > 0);
+  }
+
+  /** Publish a listening endpoint (the caller owns the kernel address already, as listen() does). */
+  listen(opts: ListenOptions): VlsListener {
+    if (this.detached) throw new VlsError('ERR_VLS_DETACHED', 'node-vls: worker is detached');
+    checkEndpoint(opts.address, opts.port);
+    const backlog = opts.backlog ?? 511;
+    const lh = this.native.listen(backlog);
+    if (lh < 0) throw errnoException(lh, 'listen', opts.address, opts.port);
+    const entry: EndpointEntry = {
+      proto: opts.proto ?? 'tcp',
+      address: opts.address,
+      port: opts.port,
+      worker: this.index,
+      pid: process.pid,
+      sock: (this.native.stats() as { sockPath: string }).sockPath,
+      lh,
+    };
+    const l = new VlsListener(this, lh, entry);
+    this.listeners.set(lh, l);
+    this.adjustRef(1);
+    this.registry.publish(entry);
+    return l;
+  }
+
+  /**
+   * Start a cut-through connection to a published endpoint. Returns undefined when nobody in the
+   * namespace published it (the caller uses the kernel). The session emits 'connect', or 'error'
+   * (ECONNREFUSED when the listener went away meanwhile) then 'close'.
+   */
+  connect(opts: ConnectOptions): VlsSession | undefined {
+    if (this.detached) throw new VlsError('ERR_VLS_DETACHED', 'node-vls: worker is detached');
+    checkEndpoint(opts.address, opts.port);
+    const meta = opts.meta ?? Buffer.alloc(0);
+    if (meta.length > 128) throw new RangeError('meta must be at most 128 bytes');
+    const e = this.registry.lookup(opts.proto ?? 'tcp', opts.address, opts.port);
+    if (!e) return undefined;
+    const ch = this.native.connect(e.sock, e.lh, meta);
+    if (ch < 0) throw errnoException(ch, 'connect', opts.address, opts.port);
+    const s = new VlsSession(this, ch, 'connecting');
+    this.track(s);
+    return s;
+  }
+
+  /** Counters of the native worker. */
+  stats(): ReturnType<NativeWorker['stats']> {
+    return this.native.stats();
+  }
+
+  /** Close everything (peers see resets), unpublish, and leave the namespace. */
+  detach(): void {
+    if (this.detached) return;
+    this.detached = true;
+    for (const l of [...this.listeners.values()]) l.close();
+    for (const s of [...this.sessions.values()]) this.forget(s);
+    this.native.detach();
+    if (current === this) current = undefined;
+  }
+}
+
+function checkEndpoint(address: string, port: number): void {
+  if (typeof address !== 'string' || address.length === 0) {
+    throw new TypeError(`address must be a non-empty string, got ${JSON.stringify(address)}`);
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`port must be an integer from 0 to 65535, got ${String(port)}`);
+  }
+}
+
+let current: VlsWorker | undefined;
+
+/** Attach this thread to its namespace (once; later calls return the same worker). */
+export function attach(env: NodeJS.ProcessEnv = process.env): VlsWorker {
+  if (current) return current;
+  const cfg = readConfig(env);
+  current = new VlsWorker(loadNative(), cfg);
+  // Leave the namespace while JS can still run: peers see resets at once and our files go.
+  process.once('exit', () => current?.detach());
+  return current;
+}
+
+/** The attached worker of this thread, if any. */
+export function currentWorker(): VlsWorker | undefined {
+  return current;
+}
