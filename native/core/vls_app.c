@@ -143,10 +143,37 @@ fail:
   return rv;
 }
 
+/* Discard what the peer sent and we did not read: a Unix socket closed with unread data makes
+ * the peer's next read fail with ECONNRESET, which would hide a last message we sent (a
+ * HELLO_NAK saying why). Received fds are closed. */
+static void vls__conn_discard_input(int fd) {
+  for (int i = 0; i < 1024; i++) {
+    char buf[sizeof(vls_ctrl_msg_t)];
+    union {
+      char c[CMSG_SPACE(4 * sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c,
+                        .msg_controllen = sizeof u.c};
+    if (recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0) return;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t j = 0; j < k; j++) {
+        int rfd;
+        memcpy(&rfd, CMSG_DATA(cm) + j * sizeof(int), sizeof rfd);
+        close(rfd);
+      }
+    }
+  }
+}
+
 static void vls__conn_free(vls_app_t *app, uint32_t ci) {
   vls_ctrl_conn_t *c = &app->conns[ci];
   if (c->fd < 0) return;
   epoll_ctl(app->kfd, EPOLL_CTL_DEL, c->fd, NULL);
+  vls__conn_discard_input(c->fd);
   close(c->fd);
   for (uint32_t i = 0; i < c->n_out; i++)
     for (int k = 0; k < c->outq[i].n_fds; k++) close(c->outq[i].fds[k]);

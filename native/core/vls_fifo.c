@@ -77,6 +77,7 @@ int64_t vls_fifo_max_dequeue(vls_fifo_t *f) {
 int64_t vls_fifo_max_enqueue(vls_fifo_t *f) { return vls__free_for_producer(f); }
 
 static inline void vls__copy_in(vls_fifo_t *f, uint32_t pos, const uint8_t *src, uint32_t len) {
+  if (len == 0) return; /* an empty iov entry may carry a NULL base */
   uint32_t at = pos & f->mask;
   uint32_t first = VLS_MIN(len, f->size - at);
   memcpy(f->data + at, src, first);
@@ -84,6 +85,7 @@ static inline void vls__copy_in(vls_fifo_t *f, uint32_t pos, const uint8_t *src,
 }
 
 static inline void vls__copy_out(vls_fifo_t *f, uint32_t pos, uint8_t *dst, uint32_t len) {
+  if (len == 0) return;
   uint32_t at = pos & f->mask;
   uint32_t first = VLS_MIN(len, f->size - at);
   memcpy(dst, f->data + at, first);
@@ -112,7 +114,7 @@ int vls_fifo_enqueue_segs(vls_fifo_t *f, const vls_iov_t *segs, uint32_t n_segs,
   uint64_t total = 0;
   for (uint32_t i = 0; i < n_segs; i++) total += segs[i].len;
   if (total == 0) return 0;
-  if (total > INT32_MAX) return -EINVAL;
+  if (total > INT32_MAX) return all_or_nothing ? -EMSGSIZE : -EINVAL;
   int64_t room = vls__free_for_producer(f);
   if (room < 0) return (int)room;
   if (all_or_nothing) {
@@ -191,7 +193,8 @@ int64_t vls_fifo_want_deq_ntf(vls_fifo_t *f, uint32_t threshold) {
   if (threshold == 0) threshold = 1;
   if (threshold > f->size) threshold = f->size;
   atomic_store_explicit(&f->sh->deq_thresh, threshold, memory_order_relaxed);
-  atomic_store_explicit(&f->sh->want_deq_ntf, 1, memory_order_relaxed);
+  /* release: the threshold is visible to a consumer that sees the request */
+  atomic_store_explicit(&f->sh->want_deq_ntf, 1, memory_order_release);
   /* Pairs with the fence in vls_fifo_needs_deq_ntf(): either the consumer sees our request, or we
    * see the room it freed. */
   atomic_thread_fence(memory_order_seq_cst);
@@ -200,7 +203,7 @@ int64_t vls_fifo_want_deq_ntf(vls_fifo_t *f, uint32_t threshold) {
 
 int vls_fifo_needs_deq_ntf(vls_fifo_t *f) {
   atomic_thread_fence(memory_order_seq_cst);
-  if (!atomic_load_explicit(&f->sh->want_deq_ntf, memory_order_relaxed)) return 0;
+  if (!atomic_load_explicit(&f->sh->want_deq_ntf, memory_order_acquire)) return 0;
   uint32_t thresh = atomic_load_explicit(&f->sh->deq_thresh, memory_order_relaxed);
   if (thresh == 0 || thresh > f->size) thresh = f->size;
   uint32_t tail = atomic_load_explicit(&f->sh->tail, memory_order_acquire);

@@ -15,6 +15,7 @@ int64_t vls_mq_create(vls_segment_t *seg, uint32_t elt_size, uint32_t n_elts) {
   sh->elt_size = elt_size;
   sh->n_elts = n_elts;
   sh->data_off = (uint64_t)off + sizeof *sh;
+  sh->consumer_sleeping = 1; /* until the consumer says otherwise, assume it sleeps */
   int rv = vls_shm_mutex_init(&sh->plock);
   if (rv < 0) {
     vls_segment_free(seg, (uint64_t)off);
@@ -80,16 +81,19 @@ int vls_mq_send(vls_mq_t *mq, const void *msg, uint32_t len) {
     return -EAGAIN;
   }
   uint8_t *slot = mq->data + (uint64_t)(tail & mq->mask) * mq->elt_size;
-  memcpy(slot, msg, len);
+  if (len) memcpy(slot, msg, len);
   if (len < mq->elt_size) memset(slot + len, 0, mq->elt_size - len);
   /* release pairs with the consumer's acquire of tail: the slot is written first */
   atomic_store_explicit(&mq->sh->tail, tail + 1, memory_order_release);
   vls_shm_mutex_unlock(&mq->sh->plock);
-  /* Store/load pairing with vls_mq_ready_to_sleep(): tail is visible before we read head. */
+  /* Store/load pairing with vls_mq_ready_to_sleep(): tail is visible before we look at the flag. */
   atomic_thread_fence(memory_order_seq_cst);
-  uint32_t head_now = atomic_load_explicit(&mq->sh->head, memory_order_relaxed);
-  if (head_now != tail) return 0; /* consumer has not reached the message before ours yet */
-  atomic_fetch_add_explicit(&mq->sh->n_signals, 1, memory_order_relaxed);
+  int wake = atomic_load_explicit(&mq->sh->consumer_sleeping, memory_order_relaxed) &&
+             atomic_exchange_explicit(&mq->sh->consumer_sleeping, 0, memory_order_acq_rel) == 1;
+  if (!wake && rv != 1) return 0;
+  atomic_store_explicit(&mq->sh->n_signals,
+                        atomic_load_explicit(&mq->sh->n_signals, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
   if (mq->efd >= 0) {
     uint64_t one = 1;
     ssize_t w;
@@ -121,11 +125,19 @@ int vls_mq_recv_batch(vls_mq_t *mq, void *out, uint32_t max) {
 }
 
 int vls_mq_ready_to_sleep(vls_mq_t *mq) {
-  atomic_store_explicit(&mq->sh->head, mq->my_head, memory_order_release);
-  /* Pairs with the fence in vls_mq_send(). */
+  if (atomic_load_explicit(&mq->sh->head, memory_order_relaxed) != mq->my_head)
+    atomic_store_explicit(&mq->sh->head, mq->my_head, memory_order_release);
+  atomic_store_explicit(&mq->sh->consumer_sleeping, 1, memory_order_relaxed);
+  /* Pairs with the fence in vls_mq_send(): the flag is visible before we re-read tail. */
   atomic_thread_fence(memory_order_seq_cst);
   uint32_t tail = atomic_load_explicit(&mq->sh->tail, memory_order_acquire);
-  return tail == mq->my_head;
+  if (tail == mq->my_head) return 1;
+  vls_mq_awake(mq);
+  return 0;
+}
+
+void vls_mq_awake(vls_mq_t *mq) {
+  atomic_store_explicit(&mq->sh->consumer_sleeping, 0, memory_order_relaxed);
 }
 
 int64_t vls_mq_eventfd_clear(vls_mq_t *mq) {

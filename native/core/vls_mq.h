@@ -13,10 +13,13 @@
  * queue; it only loses its own unpublished message). The consumer is lock-free: it acquires tail,
  * reads a batch and releases head.
  *
- * Wake-ups: the producer writes the eventfd only when its message made the queue non-empty, i.e.
- * when the consumer had already taken everything before it. The producer stores tail, fences and
- * reads head; the consumer stores head, fences and re-reads tail before it sleeps; so either the
- * producer sees the queue was drained and signals, or the consumer sees the new message.
+ * Wake-ups: the eventfd is written only when the consumer said it may sleep. Before sleeping the
+ * consumer sets consumer_sleeping, fences and re-reads tail (vls_mq_ready_to_sleep); a producer
+ * stores tail, fences and takes the flag from 1 to 0 with an exchange, writing the eventfd only if
+ * it did. So either the producer sees the sleeping consumer and wakes it, or the consumer sees the
+ * new message and does not sleep; a consumer that is awake costs its producers no syscall, and
+ * a batch of messages costs one wake-up. (A producer that takes over the lock of one that died
+ * after publishing signals too, in case the dead one never did.)
  *
  * A full queue answers -EAGAIN at once: the caller never blocks and nothing is dropped silently.
  */
@@ -39,7 +42,7 @@ typedef struct vls_mq_shared {
   pthread_mutex_t plock VLS_ALIGNED(VLS_CACHE_LINE);
   _Atomic uint32_t tail;
   _Atomic uint32_t head VLS_ALIGNED(VLS_CACHE_LINE);
-  _Atomic uint32_t consumer_sleeping; /* advisory, for stats */
+  _Atomic uint32_t consumer_sleeping; /* 1: the consumer may sleep; wake it with the eventfd */
   _Atomic uint64_t n_full VLS_ALIGNED(VLS_CACHE_LINE);
   _Atomic uint64_t n_signals;
 } vls_mq_shared_t;
@@ -61,12 +64,16 @@ int vls_mq_attach(vls_mq_t *mq, const vls_segment_t *seg, uint64_t off, int efd)
 
 /* Producer: copy one message (len <= elt_size, the rest zero-filled). 0 on success; -EAGAIN when
  * full; -EINVAL for a bad length; -EIO when the shared indices are corrupt. Writes the eventfd
- * when the queue went from empty to non-empty (returns 1 in that case). */
+ * when the consumer may be asleep (returns 1 in that case). */
 int vls_mq_send(vls_mq_t *mq, const void *msg, uint32_t len);
 /* Consumer: take up to `max` messages into `out` (max * elt_size bytes); returns the count. */
 int vls_mq_recv_batch(vls_mq_t *mq, void *out, uint32_t max);
-/* Consumer: 1 when empty after the store/fence/re-read dance, so sleeping is safe; 0 otherwise. */
+/* Consumer: announce that we may sleep, then look again: 1 when still empty (sleeping is safe:
+ * the next message writes the eventfd), 0 when a message came (keep draining). */
 int vls_mq_ready_to_sleep(vls_mq_t *mq);
+/* Consumer: we are awake and draining; producers need not write the eventfd until the next
+ * vls_mq_ready_to_sleep(). */
+void vls_mq_awake(vls_mq_t *mq);
 /* Consumer: reset the eventfd counter (non-blocking); returns the count read or 0. */
 int64_t vls_mq_eventfd_clear(vls_mq_t *mq);
 /* Messages in the queue now (checked; -EIO when corrupt). */

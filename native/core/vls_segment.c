@@ -69,6 +69,7 @@ int vls_segment_create(vls_segment_t *seg, const char *name, uint64_t size) {
   vls_segment_hdr_t *h = seg->hdr;
   h->size = size;
   h->data_start = VLS_ALIGN_UP(sizeof *h, VLS_CACHE_LINE);
+  seg->data_start = h->data_start;
   h->bump = h->data_start;
   h->creator_pid = (int32_t)getpid();
   int rv = vls_shm_mutex_init(&h->lock);
@@ -118,6 +119,8 @@ int vls_segment_attach(vls_segment_t *seg, int fd) {
   seg->base = base;
   seg->size = size;
   seg->hdr = h;
+  /* Our own layout, not the header's word for it: the header area is never a valid target. */
+  seg->data_start = VLS_ALIGN_UP(sizeof *h, VLS_CACHE_LINE);
   atomic_fetch_add(&h->n_attached, 1);
   return 0;
 }
@@ -131,11 +134,12 @@ void vls_segment_detach(vls_segment_t *seg) {
   seg->base = NULL;
   seg->hdr = NULL;
   seg->size = 0;
+  seg->data_start = 0;
   seg->fd = -1;
 }
 
 void *vls_segment_ptr(const vls_segment_t *seg, uint64_t off, uint64_t len) {
-  if (!seg->base || off < VLS_CACHE_LINE || off > seg->size || len > seg->size - off) return NULL;
+  if (!seg->base || off < seg->data_start || off > seg->size || len > seg->size - off) return NULL;
   return seg->base + off;
 }
 
@@ -147,7 +151,7 @@ static int vls__class_of(uint64_t total) {
 
 /* A free-list link read from shared memory: must name a free block of the same class. */
 static vls__blk_t *vls__checked_free_blk(vls_segment_t *seg, uint64_t payload_off, int cls) {
-  if (payload_off < seg->hdr->data_start + sizeof(vls__blk_t)) return NULL;
+  if (payload_off < seg->data_start + sizeof(vls__blk_t)) return NULL;
   vls__blk_t *b = vls_segment_ptr(seg, payload_off - sizeof(vls__blk_t), 1ull << cls);
   if (!b || b->magic_class != (VLS__BLK_FREE | (uint64_t)cls)) return NULL;
   return b;
@@ -176,7 +180,7 @@ int64_t vls_segment_alloc(vls_segment_t *seg, uint64_t size) {
   } else {
     uint64_t blk_off = h->bump;
     uint64_t bytes = 1ull << cls;
-    if (blk_off < h->data_start || blk_off > seg->size || bytes > seg->size - blk_off) {
+    if (blk_off < seg->data_start || blk_off > seg->size || bytes > seg->size - blk_off) {
       out = blk_off > seg->size ? -EIO : -ENOMEM;
       goto done;
     }
@@ -194,7 +198,7 @@ done:
 }
 
 int vls_segment_free(vls_segment_t *seg, uint64_t off) {
-  if (!seg->base || off < seg->hdr->data_start + sizeof(vls__blk_t) || off % VLS_CACHE_LINE)
+  if (!seg->base || off < seg->data_start + sizeof(vls__blk_t) || off % VLS_CACHE_LINE)
     return -EINVAL;
   vls__blk_t *b = vls_segment_ptr(seg, off - sizeof(vls__blk_t), sizeof(vls__blk_t));
   if (!b) return -EINVAL;

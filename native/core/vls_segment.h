@@ -48,7 +48,8 @@ typedef struct vls_segment_hdr {
 typedef struct vls_segment {
   int fd;
   uint8_t *base;
-  uint64_t size; /* private copy: never re-read from the header after attach */
+  uint64_t size;       /* private copy: never re-read from the header after attach */
+  uint64_t data_start; /* private copy: offsets below it (the header) are never handed out */
   vls_segment_hdr_t *hdr;
 } vls_segment_t;
 

@@ -706,17 +706,18 @@ int vls_writev(vls_worker_t *w, uint64_t h, const vls_iov_t *iov, uint32_t n, in
     goto out;
   }
   vls_ct_shared_t *ct = s->ct;
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < n; i++) total += iov[i].len;
   vls__slock(s);
   rv = vls_fifo_enqueue_segs(&s->tx, iov, n, all_or_nothing);
   if (rv > 0) {
     s->bytes_out += (uint64_t)rv;
     if (vls_fifo_set_event(&s->tx)) vls__post(w, s->peer, VLS_EVT_RX, s->peer_handle, 0);
   }
-  if (rv == -EAGAIN || (rv >= 0 && !all_or_nothing && (uint64_t)rv < 1)) {
-    /* Ask for a notification when a useful amount of room frees: a quarter of the fifo, or the
-     * whole unit for all-or-nothing writes. If room came while we armed it, say so at once. */
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < n; i++) total += iov[i].len;
+  if (rv == -EAGAIN || (rv >= 0 && (uint64_t)rv < total)) {
+    /* Full, or only part went in: ask for a notification when a useful amount of room frees (a
+     * quarter of the fifo, or the whole unit for all-or-nothing writes), which becomes EPOLLOUT.
+     * If room came while we armed it, say so at once. */
     uint32_t thresh = all_or_nothing ? (uint32_t)VLS_MIN(total, s->tx.size) : s->tx.size / 4;
     int64_t room = vls_fifo_want_deq_ntf(&s->tx, thresh);
     if (room >= (int64_t)thresh) vls__epoll_notify(w, s, VLS_EPOLLOUT);
@@ -1068,6 +1069,7 @@ int vls_worker_poll(vls_worker_t *w) {
   w->in_poll = 1;
   w->kicked = 0;
   vls_mq_eventfd_clear(&w->mq);
+  vls_mq_awake(&w->mq);
   vls__flush_deferred(w);
   for (;;) {
     int n = vls_mq_recv_batch(&w->mq, w->batch, w->batch_max);
