@@ -1,6 +1,7 @@
 #include "vls_app.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -566,6 +567,14 @@ static void vls__accept_ctrl(vls_app_t *app) {
 static int vls__conn_to(vls_app_t *app, const char *path, uint32_t *ci_out) {
   for (uint32_t i = 0; i < app->n_conns; i++)
     if (app->conns[i].fd >= 0 && !app->conns[i].acceptor && !strcmp(app->conns[i].path, path)) {
+      /* The worker behind it may have gone since our loop last ran (and a new one may hold its
+       * path now): a hung-up connection is taken down here, not reused. */
+      struct pollfd p = {.fd = app->conns[i].fd, .events = POLLRDHUP};
+      if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+        vls__conn_readable(app, i);
+        vls__conn_down(app, i, -ECONNRESET);
+        break;
+      }
       *ci_out = i;
       return 0;
     }

@@ -152,7 +152,10 @@ uint64_t vls_worker_mq_offset(const vls_worker_t *w) { return w->mq_off; }
 int vls_worker_stats(const vls_worker_t *w, vls_worker_stats_t *st) {
   memset(st, 0, sizeof *st);
   st->index = w->index;
-  st->n_sessions = w->n_live;
+  for (uint32_t i = 1; i < w->n_slots; i++) {
+    vls_session_t *s = vls__slot(w, i);
+    st->n_sessions += s->gen && !(s->flags & VLS_SF_EPOLL);
+  }
   for (uint32_t i = 1; i < w->n_peers; i++) st->n_peers += w->peers[i].in_use ? 1 : 0;
   st->evts_in = w->evts_in;
   st->evts_out = w->evts_out;

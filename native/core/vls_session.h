@@ -119,7 +119,7 @@ typedef struct vls_session_info {
 
 typedef struct vls_worker_stats {
   uint32_t index;
-  uint32_t n_sessions;
+  uint32_t n_sessions; /* sessions and listeners (epoll sets not counted) */
   uint32_t n_peers;
   uint64_t evts_in, evts_out, evts_stale, evts_deferred, mq_full;
   uint64_t ep_visits;

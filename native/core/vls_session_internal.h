@@ -126,7 +126,7 @@ static inline uint64_t vls__handle(uint32_t idx, uint32_t gen) {
 
 #define VLS_CHUNK_BITS 10
 #define VLS_CHUNK (1u << VLS_CHUNK_BITS)
-static inline vls_session_t *vls__slot(vls_worker_t *w, uint32_t idx) {
+static inline vls_session_t *vls__slot(const vls_worker_t *w, uint32_t idx) {
   return &w->chunks[idx >> VLS_CHUNK_BITS][idx & (VLS_CHUNK - 1)];
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vls_app.h"
+#include "vls_session_internal.h"
 #include "vls_test.h"
 
 static char dir[128];
@@ -57,6 +58,8 @@ static int wait_evt(vls_app_t *app, uint32_t type, uint64_t h, vls_app_evt_t *ou
 }
 
 /* Child: an acceptor that echoes; tells the parent its listener handle through a pipe. */
+static int hostile_mode;
+
 static void echo_server(int wfd, uint8_t secret, int die_after_bytes) {
   alarm(30);
   vls_app_t *app = mk_app(7, "srv", secret);
@@ -75,6 +78,16 @@ static void echo_server(int wfd, uint8_t secret, int die_after_bytes) {
       if (evs[i].type == VLS_AE_ACCEPT) {
         CHECK_EQ(evs[i].meta_len, 5);
         CHECK(memcmp(evs[i].meta, "hello", 5) == 0);
+        if (hostile_mode) {
+          /* A hostile peer: out-of-range indices in the fifo the client reads, then a signal. */
+          vls_session_t *hs = vls__session_get(w, evs[i].handle2);
+          CHECK(hs != NULL);
+          CHECK_EQ(vls_write(w, evs[i].handle2, "x", 1), 1);
+          atomic_store(&hs->tx.sh->tail, 0xdeadbeefu);
+          atomic_store(&hs->rx.sh->head, 0x7fff0000u);
+          vls_evt_t e = {.type = VLS_EVT_RX, .aux = w->index, .handle = hs->peer_handle};
+          vls_mq_send(&w->peers[hs->peer].mq, &e, sizeof e);
+        }
       }
       if (evs[i].type != VLS_AE_IO) continue;
       uint64_t h = evs[i].handle;
@@ -284,6 +297,36 @@ static void test_peer_killed(void) {
   vls_app_destroy(app);
 }
 
+/* A peer that writes out-of-range indices into the shared fifos: its session fails with EIO on
+ * our side, we do not crash or touch memory outside the fifo, and other sessions go on. */
+static void test_hostile_peer(void) {
+  uint64_t lh;
+  hostile_mode = 1;
+  pid_t srv = start_server(&lh, 0, 0);
+  hostile_mode = 0;
+  vls_app_t *app = mk_app(8, "cli", 0);
+  char path[200];
+  sock_path(path, sizeof path, "srv");
+  uint64_t ch;
+  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
+  vls_worker_t *w = vls_app_worker(app);
+  char buf[64];
+  int r = -EAGAIN;
+  for (int i = 0; i < 500 && (r == -EAGAIN || r > 0); i++) {
+    vls_app_evt_t evs[16];
+    struct pollfd p = {.fd = vls_app_fd(app), .events = POLLIN};
+    poll(&p, 1, 10);
+    vls_app_poll(app, evs, 16);
+    r = vls_read(w, ch, buf, sizeof buf);
+  }
+  CHECK_EQ(r, -EIO);
+  CHECK(vls_write(w, ch, "y", 1) < 0);
+  CHECK_EQ(vls_app_close(app, ch), 0);
+  vls_app_destroy(app);
+  stop(srv);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   snprintf(dir, sizeof dir, "/tmp/vls-test-app-%d", (int)getpid());
@@ -293,6 +336,7 @@ int main(void) {
   RUN(test_wrong_secret);
   RUN(test_garbage_ctrl);
   RUN(test_peer_killed);
+  RUN(test_hostile_peer);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);
