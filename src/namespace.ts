@@ -162,21 +162,28 @@ export class Registry {
     if (address.includes(':')) candidates.push('::');
     else candidates.push('0.0.0.0', '::');
     for (const a of candidates) {
-      const f = this.file(proto, a, port);
-      const e = this.read(f);
-      if (!e) continue;
-      if (this.native.probe(e.sock) === 0) return e;
-      this.withLock(() => {
-        const again = this.read(f);
-        if (again && again.sock === e.sock && again.lh === e.lh && this.native.probe(e.sock) !== 0) {
-          fs.rmSync(f, { force: true });
-        }
-      });
+      const e = this.live(this.file(proto, a, port));
+      if (e) return e;
     }
     return undefined;
   }
 
-  /** Every live endpoint (for `vls stat`). */
+  /** The entry in file f if its worker answers; a stale one is removed (under the lock, and only
+   * if it is still the same stale entry). */
+  private live(f: string): EndpointEntry | undefined {
+    const e = this.read(f);
+    if (!e) return undefined;
+    if (this.native.probe(e.sock) === 0) return e;
+    this.withLock(() => {
+      const again = this.read(f);
+      if (again && again.sock === e.sock && again.lh === e.lh && this.native.probe(e.sock) !== 0) {
+        fs.rmSync(f, { force: true });
+      }
+    });
+    return undefined;
+  }
+
+  /** Every live endpoint (for `vls stat`); stale ones are removed on the way. */
   list(): EndpointEntry[] {
     let names: string[];
     try {
@@ -187,7 +194,7 @@ export class Registry {
     const out: EndpointEntry[] = [];
     for (const n of names) {
       if (n.endsWith('.tmp')) continue;
-      const e = this.read(path.join(this.dir, 'ep', n));
+      const e = this.live(path.join(this.dir, 'ep', n));
       if (e) out.push(e);
     }
     return out;
