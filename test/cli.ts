@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import t from 'tap';
 
-import { exited, startFixture, tmpRuntime } from './helpers';
+import { exited, startFixture, tmpRuntime } from './fixtures/helpers';
 
 const bin = path.join(__dirname, '..', 'bin', 'vls.js');
 

@@ -8,7 +8,7 @@ import t from 'tap';
 import { VlsWorker, type VlsSession } from '../src/worker';
 import { readConfig } from '../src/config';
 import { loadNative } from '../src/native';
-import { countFds, countVlsMappings, exited, leftovers, rng, rss, sleep, startFixture, tmpRuntime } from './helpers';
+import { countFds, countVlsMappings, exited, leftovers, rng, rss, sleep, startFixture, tmpRuntime } from './fixtures/helpers';
 
 function mkWorker(runtime: string, extra: NodeJS.ProcessEnv = {}): VlsWorker {
   return new VlsWorker(loadNative(), readConfig({ VLS_RUNTIME_DIR: runtime, VLS_FIFO_SIZE: '65536', ...extra }));
