@@ -1,0 +1,257 @@
+/**
+ * The `net` patch: every TCP listen publishes a cut-through endpoint after the kernel bind, and
+ * every TCP connect to a published endpoint becomes a cut-through session, under a genuine
+ * net.Socket. Everything else (Unix paths, IPC pipes, fd/handle listens, peers nobody published)
+ * goes to the original code untouched.
+ *
+ *   listen(): original listen (kernel port, EADDRINUSE, port 0 as always) -> 'listening' ->
+ *             publish { tcp, address, port } -> cut-through connections arrive as 'connection'
+ *             with a net.Socket on a SessionHandle, counted, limited and published on
+ *             diagnostics_channel like kernel ones.
+ *   connect(): resolve the host (lookup option or dns.lookup, as net does) -> published?
+ *             cut-through : original connect (with the resolved address, no second lookup)
+ */
+import * as dc from 'node:diagnostics_channel';
+import * as dns from 'node:dns';
+import * as net from 'node:net';
+import { debuglog } from 'node:util';
+
+import { errnoException } from './errors';
+import { attachSessionWriter, SessionHandle, type SockAddr } from './session-handle';
+import type { VlsListener, VlsSession, VlsWorker } from './worker';
+
+const debug = debuglog('vls');
+const clientChannel = dc.channel('net.client.socket');
+const serverChannel = dc.channel('net.server.socket');
+
+/** Why a connection took the transport it took (visible in `vls stat`). */
+export type TransportReason = 'published' | 'not-published' | 'disabled' | 'error';
+
+const kVls = Symbol('vls.listener');
+const kTransport = Symbol('vls.transport');
+
+type ServerX = net.Server & {
+  [kVls]?: VlsListener;
+  _connections: number;
+  allowHalfOpen: boolean;
+  pauseOnConnect: boolean;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  highWaterMark?: number;
+};
+
+type SocketX = Omit<net.Socket, 'connecting'> & {
+  connecting: boolean;
+  [kTransport]?: TransportReason;
+  _handle: unknown;
+  _peername: unknown;
+  _sockname: unknown;
+  server?: net.Server;
+  _server?: net.Server;
+};
+
+type NormalizedArgs = [Record<string, unknown>, ((...a: unknown[]) => void) | null] & { [k: symbol]: unknown };
+
+let ephemeral = 32768 + Math.floor(Math.random() * 28000);
+function nextLocalPort(): number {
+  ephemeral = ephemeral >= 60999 ? 32768 : ephemeral + 1;
+  return ephemeral;
+}
+
+function familyOf(address: string): 'IPv4' | 'IPv6' {
+  return net.isIPv6(address) ? 'IPv6' : 'IPv4';
+}
+
+interface ConnMeta {
+  a: string; // connector's address
+  p: number; // connector's port
+  da: string; // destination address as the connector dialled it
+  dp: number;
+}
+
+/** Install the patch; returns a function that removes it. */
+export function installNetPatch(worker: VlsWorker, strict: boolean): () => void {
+  const proto = net.Socket.prototype as unknown as { connect: (...args: unknown[]) => net.Socket };
+  const origConnect = proto.connect;
+  const origListen = net.Server.prototype.listen;
+  const origClose = net.Server.prototype.close;
+  const normalize = (net as unknown as { _normalizeArgs(a: unknown[]): NormalizedArgs })._normalizeArgs;
+
+  function publish(server: ServerX): void {
+    const addr = server.address();
+    if (!addr || typeof addr === 'string' || server[kVls]) return;
+    try {
+      const l = worker.listen({ address: addr.address, port: addr.port });
+      l.unref(); // the kernel listener already holds the loop (and honours server.unref())
+      server[kVls] = l;
+      l.on('connection', (s: VlsSession) => onSessionConnection(server, s));
+      debug('published %s:%d', addr.address, addr.port);
+    } catch (e) {
+      if (strict) throw e;
+      debug('could not publish %s:%d: %s', addr.address, addr.port, (e as Error).message);
+    }
+  }
+
+  function onSessionConnection(server: ServerX, session: VlsSession): void {
+    let meta: ConnMeta;
+    try {
+      meta = JSON.parse(session.peerMeta?.toString() ?? '') as ConnMeta;
+    } catch {
+      session.reset();
+      return;
+    }
+    const local: SockAddr = { address: meta.da, family: familyOf(meta.da), port: meta.dp };
+    const remote: SockAddr = { address: meta.a, family: familyOf(meta.a), port: meta.p };
+    const handle = new SessionHandle(session, local, remote);
+    if (server.maxConnections && server._connections >= server.maxConnections) {
+      server.emit('drop', {
+        localAddress: local.address,
+        localPort: local.port,
+        localFamily: local.family,
+        remoteAddress: remote.address,
+        remotePort: remote.port,
+        remoteFamily: remote.family,
+      });
+      handle.close();
+      return;
+    }
+    const socket = new net.Socket({
+      handle,
+      allowHalfOpen: server.allowHalfOpen,
+      pauseOnCreate: server.pauseOnConnect,
+      readable: true,
+      writable: true,
+      readableHighWaterMark: server.highWaterMark,
+      writableHighWaterMark: server.highWaterMark,
+    } as net.SocketConstructorOpts) as SocketX;
+    attachSessionWriter(socket, handle);
+    socket[kTransport] = 'published';
+    server._connections++;
+    socket.server = server;
+    socket._server = server;
+    server.emit('connection', socket);
+    if (serverChannel.hasSubscribers) serverChannel.publish({ socket });
+  }
+
+  net.Server.prototype.listen = function vlsListen(this: ServerX, ...args: unknown[]) {
+    const ret = origListen.apply(this, args as Parameters<typeof origListen>);
+    this.once('listening', () => publish(this));
+    return ret;
+  } as typeof origListen;
+
+  net.Server.prototype.close = function vlsClose(this: ServerX, cb?: (err?: Error) => void) {
+    const l = this[kVls];
+    if (l) {
+      this[kVls] = undefined;
+      l.close();
+    }
+    return origClose.call(this, cb);
+  } as typeof origClose;
+
+  proto.connect = function vlsConnect(this: SocketX, ...args: unknown[]): net.Socket {
+    const normalized: NormalizedArgs =
+      // net marks arrays it normalized with a private symbol; http and net.connect pass those.
+      Array.isArray(args[0]) && Object.getOwnPropertySymbols(args[0]).length > 0 ? (args[0] as NormalizedArgs) : normalize(args);
+    const [options, cb] = normalized;
+    const port = options.port;
+    // Not TCP (a path), an invalid port, or a socket on a handle of its own: net decides.
+    if (options.path != null || typeof port !== 'number' && typeof port !== 'string' || this.destroyed && this._handle) {
+      return origConnect.call(this, normalized);
+    }
+    const p = Number(port);
+    if (!Number.isInteger(p) || p <= 0 || p > 65535 || (typeof port === 'string' && port.trim() === '')) {
+      return origConnect.call(this, normalized);
+    }
+    const host = (options.host as string | undefined) ?? 'localhost';
+    const passthrough = (reason: TransportReason, address?: string): net.Socket => {
+      this[kTransport] = reason;
+      if (address !== undefined && address !== host) {
+        // Hand net the address we resolved, so the kernel path costs no second lookup.
+        const o = { ...options, host: address };
+        delete (o as { lookup?: unknown }).lookup;
+        return origConnect.call(this, o);
+      }
+      return origConnect.call(this, options);
+    };
+    if (cb) this.once('connect', cb);
+    if (net.isIP(host)) {
+      return tryCutThrough(this, host, p, options) ?? passthrough('not-published');
+    }
+    // A name: resolve as net would (options.lookup or dns.lookup), then decide.
+    this.connecting = true;
+    const lookup = (options.lookup as typeof dns.lookup | undefined) ?? dns.lookup;
+    const family = options.family === 4 || options.family === 6 ? options.family : 0;
+    lookup(host, { family, hints: (options.hints as number | undefined) ?? 0, all: false }, (err, address, fam) => {
+      if (this.destroyed) return;
+      this.emit('lookup', err, address, fam, host);
+      if (err) {
+        this.connecting = false;
+        this.destroy(err);
+        return;
+      }
+      if (!tryCutThrough(this, address as string, p, options)) passthrough('not-published', address as string);
+    });
+    return this;
+  };
+
+  /** Start a cut-through connection on `socket`; undefined when nobody published the endpoint. */
+  function tryCutThrough(socket: SocketX, address: string, port: number, options: Record<string, unknown>): net.Socket | undefined {
+    let session: VlsSession | undefined;
+    const localPort = typeof options.localPort === 'number' && options.localPort > 0 ? options.localPort : nextLocalPort();
+    const localAddress = (options.localAddress as string | undefined) ?? address;
+    const meta: ConnMeta = { a: localAddress, p: localPort, da: address, dp: port };
+    try {
+      session = worker.connect({ address, port, meta: Buffer.from(JSON.stringify(meta)) });
+    } catch (e) {
+      debug('cut-through connect to %s:%d failed: %s', address, port, (e as Error).message);
+      if (strict) {
+        process.nextTick(() => socket.destroy(e as Error));
+        return socket;
+      }
+      socket[kTransport] = 'error';
+      return undefined;
+    }
+    if (!session) return undefined;
+    socket[kTransport] = 'published';
+    const handle = new SessionHandle(
+      undefined,
+      { address: localAddress, family: familyOf(localAddress), port: localPort },
+      { address, family: familyOf(address), port },
+    );
+    socket.connecting = true;
+    socket._handle = handle;
+    socket._peername = null;
+    socket._sockname = null;
+    attachSessionWriter(socket, handle);
+    if (clientChannel.hasSubscribers) clientChannel.publish({ socket });
+    session.once('connect', () => {
+      handle.bind(session!);
+      if (socket.destroyed) {
+        handle.close();
+        return;
+      }
+      socket.connecting = false;
+      socket._sockname = null;
+      (socket as unknown as { _unrefTimer(): void })._unrefTimer();
+      socket.emit('connect');
+      socket.emit('ready');
+      if (!socket.isPaused()) socket.read(0);
+    });
+    session.once('error', (err: NodeJS.ErrnoException) => {
+      socket.connecting = false;
+      socket.destroy(errnoException(err.errno ?? -111, 'connect', address, port));
+    });
+    return socket;
+  }
+
+  return () => {
+    proto.connect = origConnect;
+    net.Server.prototype.listen = origListen;
+    net.Server.prototype.close = origClose;
+  };
+}
+
+/** The transport a socket took, if the layer saw it. */
+export function transportOf(socket: net.Socket): TransportReason | undefined {
+  return (socket as SocketX)[kTransport];
+}

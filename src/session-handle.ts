@@ -1,0 +1,267 @@
+/**
+ * A stand-in for a TCPWrap handle that rides a cut-through session, so that a genuine net.Socket
+ * can sit on it: net.Socket calls readStart/readStop/shutdown/close/reset/getsockname/getpeername/
+ * setNoDelay/setKeepAlive/ref/unref on its `_handle`, and reads bytesRead/bytesWritten from it.
+ * Reading pushes into the socket directly (what Node's onStreamRead does for a real handle);
+ * writing goes through the socket's own `_writeGeneric`, replaced per socket by
+ * {@link attachSessionWriter}.
+ */
+import type { Socket } from 'node:net';
+
+import { errnoException } from './errors';
+import type { VlsSession } from './worker';
+
+/** An address as getsockname/getpeername fill it in. */
+export interface SockAddr {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+const READ_CHUNK = 64 * 1024;
+let nextAsyncId = 1;
+
+/** The per-socket pieces of Node's private state that the handle drives. */
+type SocketInternals = Socket & {
+  _unrefTimer(): void;
+  _pendingData: unknown;
+  _pendingEncoding: string;
+  _writeGeneric(writev: boolean, data: unknown, encoding: BufferEncoding, cb: (err?: Error) => void): void;
+  _handle: unknown;
+};
+
+export class SessionHandle {
+  reading = false;
+  readonly fd = -1;
+  writeQueueSize = 0;
+  onread: unknown = null;
+  bytesRead = 0;
+  bytesWritten = 0;
+  session: VlsSession | undefined;
+  socket: SocketInternals | undefined;
+  readonly local: SockAddr;
+  readonly remote: SockAddr;
+  private readonly asyncId = 1_000_000_000 + nextAsyncId++;
+  private closed = false;
+  private refed = true;
+
+  constructor(session: VlsSession | undefined, local: SockAddr, remote: SockAddr) {
+    this.local = local;
+    this.remote = remote;
+    if (session) this.bind(session);
+  }
+
+  /** Attach the session (at once for accepted sockets, on 'connect' for outgoing ones). */
+  bind(session: VlsSession): void {
+    this.session = session;
+    if (!this.refed) session.unref();
+    session.on('readable', () => {
+      if (this.reading) this.pump();
+    });
+  }
+
+  getAsyncId(): number {
+    return this.asyncId;
+  }
+
+  readStart(): number {
+    this.reading = true;
+    if (this.session) queueMicrotask(() => this.reading && this.pump());
+    return 0;
+  }
+
+  readStop(): number {
+    this.reading = false;
+    return 0;
+  }
+
+  /** Read what the session has and push it into the socket, as onStreamRead would. */
+  private pump(): void {
+    const s = this.session;
+    const sock = this.socket;
+    if (!s || !sock || this.closed) return;
+    while (this.reading) {
+      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      let n: number | null;
+      try {
+        n = s.read(buf);
+      } catch (e) {
+        sock.destroy(e as Error);
+        return;
+      }
+      if (n === null) return;
+      sock._unrefTimer();
+      if (n === 0) {
+        this.reading = false;
+        // End of stream: the same order of events as Node's onStreamRead (end, then close).
+        if (!sock.readableEnded) {
+          sock.push(null);
+          sock.read(0);
+        }
+        return;
+      }
+      this.bytesRead += n;
+      const chunk = n < READ_CHUNK / 2 ? Buffer.from(buf.subarray(0, n)) : buf.subarray(0, n);
+      if (!sock.push(chunk)) {
+        this.reading = false;
+        return;
+      }
+    }
+  }
+
+  shutdown(_req: unknown): number {
+    if (!this.session) return -107; // ENOTCONN
+    try {
+      this.session.end();
+    } catch {
+      /* already shut or reset: nothing more to send */
+    }
+    return 1; // finished synchronously
+  }
+
+  close(cb?: () => void): void {
+    if (!this.closed) {
+      this.closed = true;
+      this.reading = false;
+      try {
+        this.session?.close();
+      } catch {
+        /* closing twice is harmless */
+      }
+    }
+    if (cb) process.nextTick(cb);
+  }
+
+  reset(cb?: () => void): number {
+    if (!this.closed) {
+      this.closed = true;
+      this.reading = false;
+      try {
+        this.session?.reset();
+      } catch {
+        /* already gone */
+      }
+    }
+    if (cb) process.nextTick(cb);
+    return 0;
+  }
+
+  getsockname(out: Record<string, unknown>): number {
+    Object.assign(out, this.local);
+    return 0;
+  }
+
+  getpeername(out: Record<string, unknown>): number {
+    Object.assign(out, this.remote);
+    return 0;
+  }
+
+  setNoDelay(_on: boolean): number {
+    return 0; // no Nagle in shared memory: every write is visible at once
+  }
+
+  setKeepAlive(_on: boolean, _delay: number): number {
+    return 0; // a dead peer is noticed by its control channel, not by probes
+  }
+
+  ref(): void {
+    this.refed = true;
+    this.session?.ref();
+  }
+
+  unref(): void {
+    this.refed = false;
+    this.session?.unref();
+  }
+
+  hasRef(): boolean {
+    return this.refed;
+  }
+}
+
+/**
+ * Replace the socket's write path with one that writes into the session: what fits goes in at
+ * once; the rest waits for 'writable'; the callback runs when every byte is in the fifo (so the
+ * Writable's own buffering gives write() === false and 'drain' exactly as over TCP).
+ */
+export function attachSessionWriter(socket: Socket, handle: SessionHandle): void {
+  const sock = socket as SocketInternals;
+  handle.socket = sock;
+  const original = sock._writeGeneric;
+  sock._writeGeneric = function vlsWriteGeneric(writev, data, encoding, cb): void {
+    if (this.connecting) {
+      // Defer like net does; it re-enters _writeGeneric after 'connect'.
+      original.call(this, writev, data, encoding, cb);
+      return;
+    }
+    this._pendingData = null;
+    this._pendingEncoding = '';
+    const session = handle.session;
+    if (!session || this.destroyed) {
+      cb(Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' }));
+      return;
+    }
+    this._unrefTimer();
+    const bufs: Buffer[] = [];
+    if (writev) {
+      const list = data as ({ chunk: Buffer | string; encoding: BufferEncoding } | Buffer)[] & { allBuffers?: boolean };
+      for (const el of list) {
+        if (Buffer.isBuffer(el)) bufs.push(el);
+        else bufs.push(typeof el.chunk === 'string' ? Buffer.from(el.chunk, el.encoding) : el.chunk);
+      }
+    } else {
+      bufs.push(typeof data === 'string' ? Buffer.from(data, encoding) : (data as Buffer));
+    }
+    let i = 0;
+    let off = 0;
+    // Returns true when every byte is in the fifo, false when it must wait for room; throws the
+    // session's error (EPIPE, ECONNRESET, ...).
+    const step = (): boolean => {
+      while (i < bufs.length) {
+        const b = bufs[i] as Buffer;
+        if (off < b.length) {
+          const n = session.write(b, off, b.length - off);
+          off += n;
+          handle.bytesWritten += n;
+          if (off < b.length) return false;
+        }
+        i++;
+        off = 0;
+      }
+      return true;
+    };
+    const onWritable = (): void => {
+      let done: boolean;
+      try {
+        done = step();
+      } catch (e) {
+        session.off('writable', onWritable);
+        cb(e as Error);
+        return;
+      }
+      if (done) {
+        session.off('writable', onWritable);
+        handle.writeQueueSize = 0;
+        cb();
+      }
+    };
+    let done: boolean;
+    try {
+      done = step();
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    if (done) {
+      cb();
+      return;
+    }
+    handle.writeQueueSize = bufs.reduce((a, b) => a + b.length, 0);
+    session.on('writable', onWritable);
+  };
+}
+
+/** The error Node gives a read that failed on this socket. */
+export function readError(negErrno: number): Error {
+  return errnoException(negErrno, 'read');
+}
