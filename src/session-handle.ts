@@ -129,7 +129,9 @@ export class SessionHandle {
         /* closing twice is harmless */
       }
     }
-    if (cb) process.nextTick(cb);
+    // A kernel handle's close callback runs on a later loop turn (after the 'error' that
+    // destroy(err) schedules on the tick queue): keep that order.
+    if (cb) setImmediate(cb);
   }
 
   reset(cb?: () => void): number {
@@ -142,7 +144,7 @@ export class SessionHandle {
         /* already gone */
       }
     }
-    if (cb) process.nextTick(cb);
+    if (cb) setImmediate(cb);
     return 0;
   }
 
@@ -187,6 +189,19 @@ export class SessionHandle {
 export function attachSessionWriter(socket: Socket, handle: SessionHandle): void {
   const sock = socket as SocketInternals;
   handle.socket = sock;
+  // net's resetAndDestroy insists on a TCP handle; this one is TCP's stand-in, so do the same
+  // (wait for the connection, then destroy with a reset).
+  sock.resetAndDestroy = function vlsResetAndDestroy(this: SocketInternals) {
+    if (this._handle) {
+      const reset = (): void => {
+        (this as unknown as { resetAndClosing: boolean }).resetAndClosing = true;
+        this.destroy();
+      };
+      if (this.connecting) this.once('connect', reset);
+      else reset();
+    }
+    return this;
+  };
   const original = sock._writeGeneric;
   sock._writeGeneric = function vlsWriteGeneric(writev, data, encoding, cb): void {
     if (this.connecting) {
@@ -197,6 +212,7 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
     this._pendingData = null;
     this._pendingEncoding = '';
     const session = handle.session;
+    let queued = 0;
     if (!session || this.destroyed) {
       cb(Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' }));
       return;
@@ -212,6 +228,10 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
     } else {
       bufs.push(typeof data === 'string' ? Buffer.from(data, encoding) : (data as Buffer));
     }
+    // Bytes count as written once handed to the session, as with a kernel handle's write
+    // request (the part still waiting for room included).
+    for (const b of bufs) queued += b.length;
+    handle.bytesWritten += queued;
     let i = 0;
     let off = 0;
     // Returns true when every byte is in the fifo, false when it must wait for room; throws the
@@ -222,7 +242,6 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
         if (off < b.length) {
           const n = session.write(b, off, b.length - off);
           off += n;
-          handle.bytesWritten += n;
           if (off < b.length) return false;
         }
         i++;
@@ -256,7 +275,7 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
       cb();
       return;
     }
-    handle.writeQueueSize = bufs.reduce((a, b) => a + b.length, 0);
+    handle.writeQueueSize = queued;
     session.on('writable', onWritable);
   };
 }

@@ -1,0 +1,121 @@
+/* Differential tests: the same scenario on plain Node and through the layer must give the same
+ * events, bytes and error codes. Real processes on both sides. */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+
+import { exited, tmpRuntime } from './fixtures/helpers';
+
+const scenario = path.join(__dirname, 'fixtures', 'scenario.js');
+const preload = path.join(__dirname, '..', 'preload', 'index.js');
+
+function runSide(
+  layer: boolean,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onReady?: () => void,
+): Promise<unknown[]> {
+  const child = spawn(process.execPath, [...(layer ? ['--require', preload] : []), scenario, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} timed out: ${out}`));
+    }, 30000);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (onReady && out.includes('ready\n')) {
+        const cb = onReady;
+        onReady = undefined;
+        cb();
+      }
+    });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      const line = out.split('\n').find((l) => l.startsWith('['));
+      if (!line) reject(new Error(`${args.join(' ')}: no log (${out})`));
+      else resolve(JSON.parse(line) as unknown[]);
+    });
+  });
+}
+
+async function pair(layer: boolean, name: string, port: number, runtime: string): Promise<{ s: unknown[]; c: unknown[] }> {
+  const env = { VLS_RUNTIME_DIR: runtime };
+  let startClient!: () => void;
+  const ready = new Promise<void>((r) => (startClient = r));
+  const server = runSide(layer, ['server', name, String(port)], env, startClient);
+  await ready;
+  const c = await runSide(layer, ['client', name, String(port)], env);
+  const s = await server;
+  return { s, c };
+}
+
+const names = ['echo', 'halfopen', 'autoend', 'reset', 'destroyerr', 'backpressure', 'addresses', 'timeout'];
+
+for (const [i, name] of names.entries()) {
+  t.test(`differential: ${name}`, async (t) => {
+    const runtime = tmpRuntime();
+    const port = 42100 + i;
+    const plain = await pair(false, name, port, runtime);
+    const layered = await pair(true, name, port + 50, runtime);
+    // Ephemeral ports differ between runs; what must hold is that both ends agree.
+    const norm = (log: unknown[]): unknown[] =>
+      log.map((e) => {
+        const a = e as unknown[];
+        return a[1] === 'remotePort' || a[1] === 'localPort' ? [a[0], a[1], 'N'] : a;
+      });
+    if (name === 'addresses') {
+      for (const run of [plain, layered]) {
+        const cl = run.c.find((e) => (e as unknown[])[1] === 'localPort') as unknown[];
+        const sr = run.s.find((e) => (e as unknown[])[1] === 'remotePort') as unknown[];
+        t.equal(cl[2], sr[2], 'client localPort === server remotePort');
+      }
+    }
+    t.same(norm(layered.c), norm(plain.c), 'client saw the same events');
+    t.same(norm(layered.s), norm(plain.s), 'server saw the same events');
+    fs.rmSync(runtime, { recursive: true, force: true });
+  });
+}
+
+t.test('differential: ECONNREFUSED to a port nobody listens on', async (t) => {
+  const runtime = tmpRuntime();
+  const plain = await runSide(false, ['refused', 'echo', '42199'], { VLS_RUNTIME_DIR: runtime });
+  const layered = await runSide(true, ['refused', 'echo', '42199'], { VLS_RUNTIME_DIR: runtime });
+  t.same(layered, plain);
+  t.match(plain, [['c', 'error', 'ECONNREFUSED', -111, 'connect', '127.0.0.1', 42199], ['c', 'close', true]]);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
+
+t.test('cut-through is really used: no kernel TCP connection between intercepted processes', async (t) => {
+  const runtime = tmpRuntime();
+  const env = { ...process.env, VLS_RUNTIME_DIR: runtime };
+  const srv = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', 'examples', 'echo-server.js'), '42201'], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((r) => srv.stdout.on('data', () => r()));
+  const code = `
+    const net = require('net');
+    const c = net.connect(42201, '127.0.0.1', () => {
+      c.write('x');
+      c.once('data', () => {
+        const ss = require('child_process').spawnSync('ss', ['-tnH', 'state', 'established', '( dport = :42201 or sport = :42201 )']);
+        console.log(JSON.stringify({ ss: ss.stdout ? ss.stdout.toString() : null, err: ss.error ? ss.error.code : null }));
+        c.end();
+      });
+    });`;
+  const layered = spawnSync(process.execPath, ['--require', preload, '-e', code], { env });
+  const r = JSON.parse(layered.stdout.toString()) as { ss: string | null; err: string | null };
+  if (r.err === 'ENOENT') t.skip('ss (iproute2) is not installed');
+  else t.equal(r.ss?.trim(), '', 'ss shows no established TCP connection on the port');
+  const plain = spawnSync(process.execPath, ['-e', code], { env });
+  const p = JSON.parse(plain.stdout.toString()) as { ss: string | null; err: string | null };
+  if (p.err !== 'ENOENT') t.match(p.ss, /42201/, 'a plain client does use a kernel TCP connection');
+  srv.kill();
+  await exited(srv);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
