@@ -1,0 +1,105 @@
+/* HTTP through the layer: unmodified servers and clients, curl over the kernel at the same time. */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+
+import { exited, startFixture, tmpRuntime } from './fixtures/helpers';
+
+const preload = path.join(__dirname, '..', 'preload', 'index.js');
+const fixtures = path.join(__dirname, 'fixtures');
+
+t.test('10,000 keep-alive requests with checksummed bodies, server and client through the layer', async (t) => {
+  const runtime = tmpRuntime();
+  const env = { VLS_RUNTIME_DIR: runtime, NODE_OPTIONS: `--require=${preload}` };
+  const { child } = await startFixture('http-checksum-server.js', ['42301'], env);
+  const c = spawnSync(process.execPath, [path.join(fixtures, 'http-client.js'), '42301', '10000'], {
+    env: { ...process.env, ...env },
+    timeout: 120000,
+  });
+  const r = JSON.parse(c.stdout.toString()) as { ok: number; bad: number; sockets: number };
+  t.equal(r.ok, 10000, 'every request and response body intact');
+  t.equal(r.bad, 0);
+  t.ok(r.sockets <= 4, `the agent reused its keep-alive sockets (${r.sockets})`);
+
+  // curl, not intercepted, reaches the same server over the kernel meanwhile
+  const curl = spawnSync('curl', ['-s', '-D', '-', '-H', 'x-want: 5', '--data', 'abc', 'http://127.0.0.1:42301/echo']);
+  if (curl.error) t.skip('curl is not installed');
+  else {
+    const out = curl.stdout.toString();
+    t.match(out, /x-body-sha256: ba7816bf/, 'curl over the kernel is served too');
+  }
+  // fetch (undici) through the layer
+  const f = spawnSync(
+    process.execPath,
+    ['-e', `fetch('http://127.0.0.1:42301/echo',{method:'POST',body:'abc',headers:{'x-want':'3'}}).then(async r=>console.log(r.headers.get('x-body-sha256'), (await r.arrayBuffer()).byteLength))`],
+    { env: { ...process.env, ...env } },
+  );
+  t.match(f.stdout.toString(), /^ba7816bf\w+ 3/, 'fetch works through the layer');
+  child.kill('SIGTERM');
+  await exited(child);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
+
+t.test('VLS_DISABLE=1 leaves Node untouched; a layer that cannot start warns once and uses the kernel', async (t) => {
+  const runtime = tmpRuntime();
+  const code = `const net=require('net'); console.log(net.Socket.prototype.connect.name, net.Server.prototype.listen.name)`;
+  const off = spawnSync(process.execPath, ['--require', preload, '-e', code], {
+    env: { ...process.env, VLS_RUNTIME_DIR: runtime, VLS_DISABLE: '1' },
+  });
+  const plain = spawnSync(process.execPath, ['-e', code]).stdout.toString();
+  t.equal(off.stdout.toString(), plain, 'original functions in place');
+  const on = spawnSync(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
+  t.equal(on.stdout.toString().trim(), 'vlsConnect vlsListen', 'patched when active');
+
+  // an unusable namespace directory: the app still runs, one warning says why
+  const bad = path.join(runtime, 'not-private');
+  fs.mkdirSync(bad, { mode: 0o755 });
+  fs.chmodSync(bad, 0o755);
+  const warn = spawnSync(process.execPath, ['--require', preload, '-e', `${code}; require('net').createServer().listen(0, function(){ this.close() })`], {
+    env: { ...process.env, VLS_RUNTIME_DIR: bad },
+  });
+  t.equal(warn.status, 0, 'the application ran');
+  t.equal(warn.stdout.toString(), plain, 'on the kernel (nothing patched)');
+  const warnings = warn.stderr.toString().match(/node-vls is not active/g) ?? [];
+  t.equal(warnings.length, 1, 'one warning');
+  t.match(warn.stderr.toString(), /mode 755/, 'saying why');
+  const strict = spawnSync(process.execPath, ['--require', preload, '-e', code], {
+    env: { ...process.env, VLS_RUNTIME_DIR: bad, VLS_STRICT: '1' },
+  });
+  t.not(strict.status, 0, 'VLS_STRICT=1 makes it an error');
+  t.match(strict.stderr.toString(), /ERR_VLS_NAMESPACE_UNSAFE/);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
+
+t.test('diagnostics_channel net.client.socket / net.server.socket fire for cut-through sockets', async (t) => {
+  const runtime = tmpRuntime();
+  const code = `
+    const dc = require('diagnostics_channel'); const net = require('net');
+    const seen = [];
+    dc.subscribe('net.client.socket', ({socket}) => seen.push('client:' + (socket instanceof net.Socket)));
+    dc.subscribe('net.server.socket', ({socket}) => seen.push('server:' + (socket instanceof net.Socket)));
+    const srv = net.createServer((s) => { s.end('hi'); }).listen(42311, '127.0.0.1', () => {
+      const c = net.connect(42311, '127.0.0.1');
+      c.on('data', () => {}); c.on('close', () => { srv.close(); console.log(JSON.stringify(seen.sort())); });
+    });`;
+  const r = spawnSync(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
+  t.same(JSON.parse(r.stdout.toString()), ['client:true', 'server:true']);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
+
+t.test('a process whose only sessions are unref()d exits', async (t) => {
+  const runtime = tmpRuntime();
+  const { child } = await startFixture('http-checksum-server.js', ['42321'], { VLS_RUNTIME_DIR: runtime, NODE_OPTIONS: `--require=${preload}` });
+  const code = `const c = require('net').connect(42321, '127.0.0.1', () => { c.unref(); console.log('connected'); });`;
+  const r = spawn(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  r.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const res = await Promise.race([exited(r), new Promise((resolve) => setTimeout(() => resolve('hung'), 10000))]);
+  if (res === 'hung') r.kill();
+  t.not(res, 'hung', 'the client exited on its own');
+  t.equal(out.trim(), 'connected');
+  child.kill('SIGTERM');
+  await exited(child);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
