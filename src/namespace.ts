@@ -161,11 +161,31 @@ export class Registry {
     const candidates = [address];
     if (address.includes(':')) candidates.push('::');
     else candidates.push('0.0.0.0', '::');
+    const names = this.entryNames();
     for (const a of candidates) {
-      const e = this.live(this.file(proto, a, port));
+      const name = entryName(proto, a, port);
+      if (!names.has(name)) continue;
+      const e = this.live(path.join(this.dir, 'ep', name));
       if (e) return e;
     }
     return undefined;
+  }
+
+  /**
+   * The names in ep/, cached while the directory is unchanged, so that a connect to an endpoint
+   * nobody published (the kernel path) costs one stat, not a failed open per candidate. The
+   * directory's mtime ticks coarsely, so a listing younger than the tick is never trusted.
+   */
+  private cache: { mtimeMs: number; names: Set<string> } | undefined;
+  private entryNames(): Set<string> {
+    const dir = path.join(this.dir, 'ep');
+    const st = fs.statSync(dir, { throwIfNoEntry: false });
+    if (!st) return new Set();
+    const c = this.cache;
+    if (c && c.mtimeMs === st.mtimeMs && Date.now() - st.mtimeMs > 100) return c.names;
+    const names = new Set(fs.readdirSync(dir));
+    this.cache = { mtimeMs: st.mtimeMs, names };
+    return names;
   }
 
   /** The entry in file f if its worker answers; a stale one is removed (under the lock, and only

@@ -57,6 +57,7 @@ typedef struct model {
   uint64_t head, tail;
   uint64_t efd_count; /* what the eventfd counter must hold */
   uint64_t n_full, n_signals;
+  uint32_t sleeping; /* the shared consumer_sleeping word, as the model expects it */
 } model_t;
 
 static vls_segment_t g_seg;
@@ -107,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in) {
   model_t *m = &g_m;
   m->head = m->tail = 0;
   m->efd_count = m->n_full = m->n_signals = 0;
+  m->sleeping = 1; /* a fresh queue's consumer counts as asleep */
   g_ctr = 0;
   int corrupt = 0, line0 = 0;
 
@@ -129,7 +131,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in) {
       if (len > elt) REQ(rv == -EINVAL);
       if (!corrupt) {
         uint64_t used = m->tail - m->head;
-        int want = len > elt ? -EINVAL : used == n_elts ? -EAGAIN : used == 0 ? 1 : 0;
+        /* the eventfd is written only if the consumer said it may sleep; the send wakes it */
+        int want = len > elt ? -EINVAL : used == n_elts ? -EAGAIN : m->sleeping == 1 ? 1 : 0;
         REQ(rv == want);
         if (rv >= 0) {
           uint8_t *slot = m->msgs[m->tail % n_elts];
@@ -140,6 +143,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in) {
       } else {
         REQ(rv == 0 || rv == 1 || rv == -EAGAIN || rv == -EIO || rv == -EINVAL);
       }
+      /* a send that got a slot swaps any non-zero sleeping word to 0 (only 1 signals) */
+      if (rv == 0 || rv == 1) m->sleeping = 0;
       /* exact even when corrupt: the eventfd and the counters move iff the answer says so */
       if (rv == 1) {
         m->efd_count++;
@@ -179,6 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in) {
       int rv = vls_mq_ready_to_sleep(&cons);
       if (!corrupt) REQ(rv == (m->tail == m->head));
       else REQ(rv == 0 || rv == 1);
+      m->sleeping = rv == 1;
       REQ(atomic_load(&sh->head) == cons.my_head); /* it republishes our head */
       break;
     }
@@ -208,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size_in) {
         atomic_store(&sh->n_signals, (uint64_t)v << (f & 32));
         m->n_signals = (uint64_t)v << (f & 32);
         break;
-      case 6: atomic_store(&sh->consumer_sleeping, v); break;
+      case 6: atomic_store(&sh->consumer_sleeping, v); m->sleeping = v; break;
       case 7: sh->magic = (f & 0x10) ? v : 0; line0 = 1; break;
       case 8: if (f & 0x10) sh->elt_size = v; else sh->n_elts = v; line0 = 1; break;
       default:
