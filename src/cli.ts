@@ -1,6 +1,7 @@
 /**
  * The `vls` command.
- *   vls stat [--json]    workers attached to the namespace and the endpoints they publish
+ *   vls stat [--json]    workers attached to the namespace, their sessions (transport, why, state,
+ *                        addresses, bytes, fifo fill) and the endpoints they publish
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,6 +14,9 @@ interface WorkerRow {
   index: number;
   sock: string;
   alive: boolean;
+  pid?: number;
+  sessions?: Record<string, unknown>[];
+  stats?: Record<string, unknown>;
 }
 
 /** What `vls stat` reports. */
@@ -33,7 +37,17 @@ export function stat(env: NodeJS.ProcessEnv = process.env): StatReport {
     const m = /^w(\d+)\.sock$/.exec(n);
     if (!m) continue;
     const sock = path.join(dir, n);
-    workers.push({ index: Number(m[1]), sock, alive: native.probe(sock) === 0 });
+    const row: WorkerRow = { index: Number(m[1]), sock, alive: native.probe(sock) === 0 };
+    if (row.alive) {
+      const r = native.statQuery(sock, 2000);
+      if (typeof r === 'string') {
+        const snap = JSON.parse(r) as { pid: number; sessions: Record<string, unknown>[]; stats: Record<string, unknown> };
+        row.pid = snap.pid;
+        row.sessions = snap.sessions;
+        row.stats = snap.stats;
+      }
+    }
+    workers.push(row);
   }
   workers.sort((a, b) => a.index - b.index);
   const endpoints = new Registry(dir, native)
@@ -57,7 +71,20 @@ export function main(argv: string[], out: NodeJS.WritableStream = process.stdout
     }
     out.write(`namespace ${r.namespace} (${r.dir})\n`);
     out.write(`workers: ${r.workers.length}\n`);
-    for (const w of r.workers) out.write(`  w${w.index}  ${w.alive ? 'attached' : 'stale'}  ${w.sock}\n`);
+    for (const w of r.workers) {
+      out.write(`  w${w.index}  ${w.alive ? `attached  pid ${w.pid ?? '?'}` : 'stale'}  ${w.sock}\n`);
+      for (const s of w.sessions ?? []) {
+        const fifo = s.session as { state: string; rxUsed: number; txUsed: number; fifoSize: number } | undefined;
+        out.write(
+          `    ${String(s.side).padEnd(8)} ${String(s.transport).padEnd(11)} ${String(s.reason ?? '').padEnd(13)} ` +
+            `${String(s.state ?? '').padEnd(8)} ${String(s.local).padEnd(21)} -> ${String(s.remote ?? '').padEnd(21)}` +
+            (s.bytesRead !== undefined ? ` in ${String(s.bytesRead)} out ${String(s.bytesWritten)}` : '') +
+            (s.connections !== undefined ? ` connections ${String(s.connections)}` : '') +
+            (fifo ? ` [${fifo.state} rx ${fifo.rxUsed}/${fifo.fifoSize} tx ${fifo.txUsed}/${fifo.fifoSize}]` : '') +
+            '\n',
+        );
+      }
+    }
     out.write(`endpoints: ${r.endpoints.length}\n`);
     for (const e of r.endpoints) out.write(`  ${e.proto} ${e.address}:${e.port}  worker ${e.worker}  pid ${e.pid}\n`);
     return 0;

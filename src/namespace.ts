@@ -78,6 +78,20 @@ export interface EndpointEntry {
   lh: number;
 }
 
+/** The tag a listener is published under: a connect must present the same one. */
+export function endpointTag(proto: Proto, port: number): number {
+  return (proto === 'udp' ? 0x20000 : 0x10000) + port;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function entryName(proto: Proto, address: string, port: number): string {
   return `${proto}_${address.replace(/[^A-Za-z0-9.]/g, (c) => (c === ':' ? '-' : '_'))}_${port}`;
 }
@@ -193,7 +207,9 @@ export class Registry {
   private live(f: string): EndpointEntry | undefined {
     const e = this.read(f);
     if (!e) return undefined;
-    if (this.native.probe(e.sock) === 0) return e;
+    // Its process must be alive (a worker index, and so a socket path, is reused after a death)
+    // and its worker must answer.
+    if (pidAlive(e.pid) && this.native.probe(e.sock) === 0) return e;
     this.withLock(() => {
       const again = this.read(f);
       if (again && again.sock === e.sock && again.lh === e.lh && this.native.probe(e.sock) !== 0) {

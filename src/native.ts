@@ -48,8 +48,8 @@ export interface NativeWorker {
     onEvents: (n: number, metas: Buffer[] | undefined, records: Float64Array) => void,
   ): number;
   detach(): void;
-  listen(backlog: number): number;
-  connect(peerSock: string, listenerHandle: number, meta: Buffer): number;
+  listen(backlog: number, tag: number): number;
+  connect(peerSock: string, listenerHandle: number, tag: number, meta: Buffer): number;
   write(h: number, buf: Uint8Array, offset: number, length: number): number;
   writev(h: number, bufs: Uint8Array[], allOrNothing: boolean): number;
   read(h: number, buf: Uint8Array, offset: number, length: number): number;
@@ -61,6 +61,7 @@ export interface NativeWorker {
   sessions(): number[];
   setRef(on: boolean): void;
   pump(): void;
+  statReply(conn: number, serial: number, json: string): number;
 }
 
 /** The native addon's surface, as the binding exports it. */
@@ -71,6 +72,7 @@ export interface NativeBinding {
   probe(sockPath: string): number;
   nsLock(dir: string): number;
   nsUnlock(fd: number): void;
+  statQuery(sockPath: string, timeoutMs: number): string | number;
 }
 
 let cached: NativeBinding | undefined;

@@ -28,6 +28,7 @@ const serverChannel = dc.channel('net.server.socket');
 export type TransportReason = 'published' | 'not-published' | 'disabled' | 'error';
 
 const kVls = Symbol('vls.listener');
+const listening = new Set<ServerX>();
 const kTransport = Symbol('vls.transport');
 
 type ServerX = net.Server & {
@@ -69,8 +70,57 @@ interface ConnMeta {
   dp: number;
 }
 
+/** Every open socket the patch saw (client connects and server connections), for `vls stat`. */
+const tracked = new Set<SocketX>();
+function track(socket: SocketX): void {
+  tracked.add(socket);
+  socket.once('close', () => tracked.delete(socket));
+}
+
+function describe(s: SocketX): Record<string, unknown> {
+  const h = s._handle;
+  const row: Record<string, unknown> = {
+    transport: h instanceof SessionHandle ? 'cut-through' : 'kernel',
+    reason: s[kTransport] ?? 'not-published',
+    side: s.server ? 'server' : 'client',
+    state: s.connecting ? 'connecting' : s.readyState,
+    local: `${s.localAddress ?? '?'}:${s.localPort ?? '?'}`,
+    remote: `${s.remoteAddress ?? '?'}:${s.remotePort ?? '?'}`,
+    bytesRead: s.bytesRead,
+    bytesWritten: s.bytesWritten,
+  };
+  if (h instanceof SessionHandle && h.session && h.session.status !== 'closed') {
+    try {
+      const i = h.session.info();
+      row.session = { state: i.state, rxUsed: i.rxUsed, txUsed: i.txUsed, fifoSize: i.fifoSize };
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return row;
+}
+
 /** Install the patch; returns a function that removes it. */
-export function installNetPatch(worker: VlsWorker, strict: boolean): () => void {
+export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: boolean): () => void {
+  // The worker attaches on first use, so threads that never touch the network (Node's own
+  // loader-hooks thread, a CLI that exits at once) cost nothing and leave nothing behind.
+  let attached: VlsWorker | undefined;
+  const statProvider = (): unknown[] => {
+    const rows: unknown[] = [];
+    for (const s of tracked) rows.push(describe(s));
+    for (const srv of listening) {
+      const a = srv.address();
+      if (a && typeof a !== 'string') rows.push({ transport: srv[kVls] ? 'published' : 'kernel', side: 'listener', local: `${a.address}:${a.port}`, connections: srv._connections });
+    }
+    return rows;
+  };
+  const workerNow = (): VlsWorker | undefined => {
+    if (!attached) {
+      attached = getWorker();
+      if (attached) attached.statProvider = statProvider;
+    }
+    return attached;
+  };
   const proto = net.Socket.prototype as unknown as { connect: (...args: unknown[]) => net.Socket };
   const origConnect = proto.connect;
   const origListen = net.Server.prototype.listen;
@@ -80,11 +130,16 @@ export function installNetPatch(worker: VlsWorker, strict: boolean): () => void 
   function publish(server: ServerX): void {
     const addr = server.address();
     if (!addr || typeof addr === 'string' || server[kVls]) return;
+    const worker = workerNow();
+    if (!worker) return;
     try {
       const l = worker.listen({ address: addr.address, port: addr.port });
       l.unref(); // the kernel listener already holds the loop (and honours server.unref())
       server[kVls] = l;
       l.on('connection', (s: VlsSession) => onSessionConnection(server, s));
+      listening.add(server);
+      // Kernel connections too (peers that are not intercepted), so `vls stat` lists them.
+      server.on('connection', (sock: net.Socket) => track(sock as unknown as SocketX));
       debug('published %s:%d', addr.address, addr.port);
     } catch (e) {
       if (strict) throw e;
@@ -141,6 +196,7 @@ export function installNetPatch(worker: VlsWorker, strict: boolean): () => void 
 
   net.Server.prototype.close = function vlsClose(this: ServerX, cb?: (err?: Error) => void) {
     const l = this[kVls];
+    listening.delete(this);
     if (l) {
       this[kVls] = undefined;
       l.close();
@@ -174,6 +230,7 @@ export function installNetPatch(worker: VlsWorker, strict: boolean): () => void 
       return origConnect.call(this, options);
     };
     if (cb) this.once('connect', cb);
+    track(this);
     if (net.isIP(host)) {
       return tryCutThrough(this, host, p, options) ?? passthrough('not-published');
     }
@@ -197,6 +254,11 @@ export function installNetPatch(worker: VlsWorker, strict: boolean): () => void 
   /** Start a cut-through connection on `socket`; undefined when nobody published the endpoint. */
   function tryCutThrough(socket: SocketX, address: string, port: number, options: Record<string, unknown>): net.Socket | undefined {
     let session: VlsSession | undefined;
+    const worker = workerNow();
+    if (!worker) {
+      socket[kTransport] = 'error';
+      return undefined;
+    }
     const localPort = typeof options.localPort === 'number' && options.localPort > 0 ? options.localPort : nextLocalPort();
     const localAddress = (options.localAddress as string | undefined) ?? address;
     const meta: ConnMeta = { a: localAddress, p: localPort, da: address, dp: port };

@@ -6,27 +6,47 @@
  */
 import { readConfig } from './config';
 import { installNetPatch } from './net-patch';
+import { namespaceDir, namespaceRoot } from './namespace';
 import { attach } from './worker';
 
-let started = false;
+// Per thread (globalThis is per thread), and shared by every copy of node-vls that a process may
+// load (two installs, or a preload given twice): one worker, one patch.
+const kStarted = Symbol.for('node-vls.started');
+type G = typeof globalThis & { [kStarted]?: boolean };
 
 /** Start the layer once per thread; returns whether it is active. */
 export function start(env: NodeJS.ProcessEnv = process.env): boolean {
-  if (started) return true;
+  const g = globalThis as G;
+  if (g[kStarted]) return true;
   let strict = false;
   try {
     const cfg = readConfig(env);
     strict = cfg.strict;
     if (cfg.disabled) return false;
-    const w = attach(env);
-    installNetPatch(w, cfg.strict);
-    started = true;
+    // Check the namespace directory now, so a bad one is reported at startup; attach later.
+    namespaceDir(namespaceRoot(cfg.runtimeDir, env), cfg.namespace);
+    let warned = false;
+    installNetPatch(() => {
+      try {
+        return attach(env);
+      } catch (e) {
+        if (cfg.strict) throw e;
+        if (!warned) {
+          warned = true;
+          warn(e as Error);
+        }
+        return undefined;
+      }
+    }, cfg.strict);
+    g[kStarted] = true;
     return true;
   } catch (e) {
     if (strict) throw e;
-    process.emitWarning(`node-vls is not active, the application uses the kernel: ${(e as Error).message}`, {
-      code: 'VLS_INACTIVE',
-    });
+    warn(e as Error);
     return false;
   }
+}
+
+function warn(e: Error): void {
+  process.emitWarning(`node-vls is not active, the application uses the kernel: ${e.message}`, { code: 'VLS_INACTIVE' });
 }

@@ -20,7 +20,7 @@ import { debuglog } from 'node:util';
 
 import { readConfig, type VlsConfig } from './config';
 import { errnoException, VlsError } from './errors';
-import { namespaceDir, namespaceRoot, Registry, type EndpointEntry, type Proto } from './namespace';
+import { endpointTag, namespaceDir, namespaceRoot, Registry, type EndpointEntry, type Proto } from './namespace';
 import { loadNative, type NativeBinding, type NativeSessionInfo, type NativeWorker } from './native';
 
 const debug = debuglog('vls');
@@ -37,6 +37,7 @@ const AE_CONNECTED = 2;
 const AE_CONNECT_FAILED = 3;
 const AE_IO = 4;
 const AE_PEER_DOWN = 5;
+const AE_STAT = 6;
 
 const EAGAIN = -11;
 
@@ -285,6 +286,8 @@ export class VlsWorker {
         s.emit('close');
       } else if (type === AE_PEER_DOWN) {
         debug('peer worker %d down (%d)', h, err);
+      } else if (type === AE_STAT) {
+        this.native.statReply(h, h2, this.snapshotJson());
       }
     }
   }
@@ -320,7 +323,7 @@ export class VlsWorker {
     if (this.detached) throw new VlsError('ERR_VLS_DETACHED', 'node-vls: worker is detached');
     checkEndpoint(opts.address, opts.port);
     const backlog = opts.backlog ?? 511;
-    const lh = this.native.listen(backlog);
+    const lh = this.native.listen(backlog, endpointTag(opts.proto ?? 'tcp', opts.port));
     if (lh < 0) throw errnoException(lh, 'listen', opts.address, opts.port);
     const entry: EndpointEntry = {
       proto: opts.proto ?? 'tcp',
@@ -350,11 +353,37 @@ export class VlsWorker {
     if (meta.length > 128) throw new RangeError('meta must be at most 128 bytes');
     const e = this.registry.lookup(opts.proto ?? 'tcp', opts.address, opts.port);
     if (!e) return undefined;
-    const ch = this.native.connect(e.sock, e.lh, meta);
+    const ch = this.native.connect(e.sock, e.lh, endpointTag(e.proto, e.port), meta);
     if (ch < 0) throw errnoException(ch, 'connect', opts.address, opts.port);
     const s = new VlsSession(this, ch, 'connecting');
     this.track(s);
     return s;
+  }
+
+  /**
+   * What `vls stat` shows for this worker. The net patch installs a richer provider (every socket
+   * it saw, with its transport and why); without it, the native sessions are listed.
+   */
+  statProvider: (() => unknown[]) | undefined;
+
+  /** @internal */
+  snapshotJson(): string {
+    let sessions: unknown[];
+    try {
+      sessions = this.statProvider
+        ? this.statProvider()
+        : [...this.sessions.values()].map((s) => ({ transport: 'cut-through', handle: s.handle, ...s.info() }));
+    } catch (e) {
+      sessions = [{ error: (e as Error).message }];
+    }
+    const base = { pid: process.pid, worker: this.index, namespace: this.config.namespace, stats: this.stats() };
+    let json = JSON.stringify({ ...base, sessions });
+    // One control message carries the answer: keep it under the socket's buffer.
+    if (json.length > 150_000) {
+      const keep = Math.max(0, Math.floor(sessions.length * (150_000 / json.length)) - 1);
+      json = JSON.stringify({ ...base, sessions: sessions.slice(0, keep), truncated: sessions.length - keep });
+    }
+    return json;
   }
 
   /** Counters of the native worker. */

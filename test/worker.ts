@@ -239,7 +239,7 @@ t.test('bad input', async (t) => {
   child.send('close');
   await exited(child);
   const native = w.native;
-  const h = native.connect(entry.sock, entry.lh, Buffer.alloc(0));
+  const h = native.connect(entry.sock, entry.lh, 0x10000 + 41021, Buffer.alloc(0));
   t.equal(h, -111, 'the worker is gone: refused at once (-ECONNREFUSED)');
 
   // a live worker, a listener handle that is stale: the session fails with ECONNREFUSED

@@ -44,6 +44,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
                            InstanceMethod("sessions", &Worker::Sessions),
                            InstanceMethod("setRef", &Worker::SetRef),
                            InstanceMethod("pump", &Worker::PumpJs),
+                           InstanceMethod("statReply", &Worker::StatReply),
                        });
   }
 
@@ -170,6 +171,16 @@ class Worker : public Napi::ObjectWrap<Worker> {
     if (app_ && vls_worker_deferred(vls_app_worker(app_)) > 0) uv_timer_start(timer_, OnTimer, 1, 0);
   }
 
+  // statReply(conn, serial, json: string) -> 0 or -errno
+  Napi::Value StatReply(const Napi::CallbackInfo &info) {
+    if (!app_) return Napi::Number::New(info.Env(), -EBADF);
+    std::string json = info[2].As<Napi::String>().Utf8Value();
+    int rv = vls_app_stat_reply(app_, info[0].As<Napi::Number>().Uint32Value(),
+                                info[1].As<Napi::Number>().Uint32Value(), json.data(),
+                                static_cast<uint32_t>(json.size()));
+    return Napi::Number::New(info.Env(), rv);
+  }
+
   Napi::Value PumpJs(const Napi::CallbackInfo &info) {
     Pump();
     return info.Env().Undefined();
@@ -180,17 +191,17 @@ class Worker : public Napi::ObjectWrap<Worker> {
   Napi::Value Listen(const Napi::CallbackInfo &info) {
     if (!app_) return Napi::Number::New(info.Env(), -EBADF);
     uint64_t lh = 0;
-    int rv = vls_app_listen(app_, info[0].As<Napi::Number>().Uint32Value(), &lh);
+    int rv = vls_app_listen(app_, info[0].As<Napi::Number>().Uint32Value(), ToHandle(info[1]), &lh);
     return Napi::Number::New(info.Env(), rv < 0 ? rv : static_cast<double>(lh));
   }
 
-  // connect(peerSockPath, listenerHandle, meta: Buffer) -> handle or -errno
+  // connect(peerSockPath, listenerHandle, tag, meta: Buffer) -> handle or -errno
   Napi::Value Connect(const Napi::CallbackInfo &info) {
     if (!app_) return Napi::Number::New(info.Env(), -EBADF);
     std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto meta = info[2].As<Napi::Buffer<uint8_t>>();
+    auto meta = info[3].As<Napi::Buffer<uint8_t>>();
     uint64_t ch = 0;
-    int rv = vls_app_connect(app_, path.c_str(), ToHandle(info[1]), meta.Data(),
+    int rv = vls_app_connect(app_, path.c_str(), ToHandle(info[1]), ToHandle(info[2]), meta.Data(),
                              static_cast<uint32_t>(meta.Length()), &ch);
     return Napi::Number::New(info.Env(), rv < 0 ? rv : static_cast<double>(ch));
   }
@@ -330,6 +341,16 @@ Napi::Value Probe(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), vls_app_probe(info[0].As<Napi::String>().Utf8Value().c_str()));
 }
 
+// statQuery(sockPath, timeoutMs) -> JSON string, or -errno
+Napi::Value StatQuery(const Napi::CallbackInfo &info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::vector<char> buf(1 << 20);
+  int rv = vls_stat_query(path.c_str(), buf.data(), static_cast<uint32_t>(buf.size()),
+                          info[1].As<Napi::Number>().Int32Value());
+  if (rv < 0) return Napi::Number::New(info.Env(), rv);
+  return Napi::String::New(info.Env(), buf.data(), static_cast<size_t>(rv));
+}
+
 Napi::Value NsLock(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), vls_ns_lock(info[0].As<Napi::String>().Utf8Value().c_str()));
 }
@@ -345,6 +366,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("errName", Napi::Function::New(env, ErrName));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("nsLock", Napi::Function::New(env, NsLock));
+  exports.Set("statQuery", Napi::Function::New(env, StatQuery));
   exports.Set("nsUnlock", Napi::Function::New(env, NsUnlock));
   return exports;
 }

@@ -19,9 +19,10 @@
   X(HELLO)       /* a: mq offset; fds: segment, eventfd; secret */                                  \
   X(HELLO_ACK)   /* a: mq offset; fds: segment, eventfd */                                          \
   X(HELLO_NAK)   /* err */                                                                          \
-  X(CONNECT)     /* a: connector's session, b: listener handle; meta */                             \
+  X(CONNECT)     /* a: connector's session, b: listener handle, c: endpoint tag; meta */                             \
   X(CONNECT_OK)  /* a: connector's session, b: acceptor's session, c: ct offset; meta; [fd] */      \
-  X(CONNECT_ERR) /* a: connector's session; err */
+  X(CONNECT_ERR) /* a: connector's session; err */                                                 \
+  X(STAT_REQ)    /* from `vls stat` (no hello): answer with a JSON snapshot, then hang up */
 
 enum {
   VLS_CTRL_NONE = 0,
@@ -55,6 +56,7 @@ typedef struct vls_ctrl_conn {
   uint32_t peer_wrk;
   int acceptor;      /* the other side connected to us */
   int ct_fd_sent;    /* our ct segment fd went to the peer already */
+  uint32_t serial;   /* tells a stat reply's connection from a later one in the same slot */
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   vls_ctrl_out_t *outq;
   uint32_t n_out, cap_out;
@@ -79,6 +81,7 @@ struct vls_app {
   vls_app_evt_t *evq; /* control events waiting for vls_app_poll's caller */
   uint32_t evq_head, evq_n, evq_cap;
   vls_app_stats_t st;
+  uint32_t next_serial;
 };
 
 #define VLS_KIND_EFD 1ull
@@ -239,6 +242,7 @@ static int vls__conn_add(vls_app_t *app, int fd, int acceptor, uint32_t *ci_out)
   memset(c, 0, sizeof *c);
   c->fd = fd;
   c->acceptor = acceptor;
+  c->serial = ++app->next_serial;
   *ci_out = ci;
   return 0;
 }
@@ -389,7 +393,10 @@ static void vls__on_connect(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m
   vls_ctrl_conn_t *c = &app->conns[ci];
   vls_ctrl_msg_t r;
   uint64_t ct_off = 0, sh = 0;
-  int rv = vls_accept_ct(app->w, m->b, c->peer_id, m->a, &ct_off, &sh);
+  vls_session_info_t li;
+  int rv = vls_session_info(app->w, m->b, &li);
+  if (rv == 0 && (!(li.flags & VLS_SF_LISTENER) || li.opaque != m->c || m->c == 0)) rv = -EINVAL;
+  if (rv == 0) rv = vls_accept_ct(app->w, m->b, c->peer_id, m->a, &ct_off, &sh);
   if (rv == 0) rv = vls_accept(app->w, m->b, &sh);
   if (rv < 0) {
     /* No such listener (closed, or a stale handle): refused, as the kernel answers a SYN. */
@@ -438,8 +445,10 @@ static void vls__on_connect_ok(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t
   if (n_fds == 1 && vls_peer_attach_ct_segment(app->w, c->peer_id, fds[0]) == 0) fds[0] = -1;
   int rv = vls_connect_finish(app->w, m->a, c->peer_id, m->c, m->b);
   if (rv < 0) {
-    vls_connect_fail(app->w, m->a, rv == -EPROTO ? -ECONNRESET : rv);
-    vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = m->a, .err = rv};
+    /* A pair the peer already corrupted: to us the connection was reset. */
+    int err = rv == -EPROTO ? -ECONNRESET : rv;
+    vls_connect_fail(app->w, m->a, err);
+    vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = m->a, .err = err};
     vls__evq_push(app, &e);
     return;
   }
@@ -457,6 +466,13 @@ static int vls__on_msg(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m, int
   if (m->magic != VLS_CTRL_MAGIC || m->version != VLS_CTRL_VERSION || m->type == VLS_CTRL_NONE ||
       m->type >= VLS_CTRL_N || m->meta_len > VLS_META_MAX)
     return -EPROTO;
+  if (m->type == VLS_CTRL_STAT_REQ) {
+    /* A status query from `vls stat` on a connection of its own (the namespace directory is
+     * private to this user, so anyone who can connect may ask). */
+    if (!c->acceptor || c->peer_id) return -EPROTO;
+    vls_app_evt_t e = {.type = VLS_AE_STAT, .handle = ci, .handle2 = c->serial};
+    return vls__evq_push(app, &e);
+  }
   /* Before the hello exchange only a hello may come; after it, no second hello. */
   int hello = m->type == VLS_CTRL_HELLO || m->type == VLS_CTRL_HELLO_ACK ||
               m->type == VLS_CTRL_HELLO_NAK;
@@ -609,8 +625,8 @@ static int vls__conn_to(vls_app_t *app, const char *path, uint32_t *ci_out) {
   return 0;
 }
 
-int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, const void *meta,
-                    uint32_t meta_len, uint64_t *ch) {
+int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t tag,
+                    const void *meta, uint32_t meta_len, uint64_t *ch) {
   if (meta_len > VLS_META_MAX || (meta_len && !meta)) return -EINVAL;
   uint32_t ci = 0;
   int rv = vls__conn_to(app, peer_sock, &ci);
@@ -627,6 +643,7 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, const vo
   vls__msg_init(app, &m, VLS_CTRL_CONNECT);
   m.a = *ch;
   m.b = lh;
+  m.c = tag;
   m.meta_len = (uint16_t)meta_len;
   if (meta_len) memcpy(m.meta, meta, meta_len);
   if ((rv = vls__send(app, ci, &m, NULL, 0)) < 0) {
@@ -638,8 +655,11 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, const vo
   return 0;
 }
 
-int vls_app_listen(vls_app_t *app, uint32_t backlog, uint64_t *lh) {
-  return vls_listen(app->w, backlog, lh);
+int vls_app_listen(vls_app_t *app, uint32_t backlog, uint64_t tag, uint64_t *lh) {
+  if (tag == 0) return -EINVAL;
+  int rv = vls_listen(app->w, backlog, lh);
+  if (rv == 0) vls_session_set_opaque(app->w, *lh, tag);
+  return rv;
 }
 
 static void vls__forget_pending(vls_app_t *app, uint64_t h) {
@@ -756,5 +776,51 @@ int vls_app_attach_ns(vls_app_t **out, vls_app_cfg_t *cfg, const char *dir) {
   }
   cfg->sock_path = NULL;
   vls_ns_unlock(lk);
+  return rv;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Status queries                                                                                  */
+
+int vls_app_stat_reply(vls_app_t *app, uint32_t conn, uint32_t serial, const void *data,
+                       uint32_t len) {
+  if (conn >= app->n_conns || app->conns[conn].fd < 0 || app->conns[conn].serial != serial)
+    return -ENOENT; /* the asker went away */
+  int fd = app->conns[conn].fd;
+  ssize_t n;
+  do {
+    n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  int rv = n < 0 ? -errno : 0;
+  vls__conn_free(app, conn);
+  return rv;
+}
+
+int vls_stat_query(const char *sock_path, void *buf, uint32_t cap, int timeout_ms) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int rv = vls__set_path(sa.sun_path, sizeof sa.sun_path, sock_path);
+  if (rv < 0) return rv;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  vls_ctrl_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.magic = VLS_CTRL_MAGIC;
+  m.version = VLS_CTRL_VERSION;
+  m.type = VLS_CTRL_STAT_REQ;
+  m.wrk_index = VLS_MAX_WORKERS; /* not a worker */
+  ssize_t n;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || send(fd, &m, sizeof m, MSG_NOSIGNAL) < 0) {
+    rv = -errno;
+    close(fd);
+    return rv == -ENOENT ? -ECONNREFUSED : rv;
+  }
+  do {
+    n = recv(fd, buf, cap, 0);
+  } while (n < 0 && errno == EINTR);
+  rv = n < 0 ? (errno == EAGAIN ? -ETIMEDOUT : -errno) : (int)n;
+  close(fd);
   return rv;
 }

@@ -47,7 +47,8 @@ typedef struct vls_app_cfg {
   X(CONNECTED)      /* handle: session, meta: the acceptor's */                                     \
   X(CONNECT_FAILED) /* handle: session, err */                                                      \
   X(IO)             /* handle: session, events: EPOLL bits (edge-triggered) */                      \
-  X(PEER_DOWN)      /* handle: peer worker index, err: why */
+  X(PEER_DOWN)      /* handle: peer worker index, err: why */                                     \
+  X(STAT)           /* a status query: answer with vls_app_stat_reply(handle, handle2, ...) */
 
 typedef enum vls_app_evt_type {
   VLS_AE_NONE = 0,
@@ -89,15 +90,23 @@ int vls_app_probe(const char *sock_path);
 /* Start a cut-through connect to listener `lh` of the worker at `peer_sock`. Returns 0 and the new
  * session handle; the outcome arrives as CONNECTED or CONNECT_FAILED. Fails at once with
  * -ECONNREFUSED when nobody answers at that path. */
-int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, const void *meta,
-                    uint32_t meta_len, uint64_t *ch);
+int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t tag,
+                    const void *meta, uint32_t meta_len, uint64_t *ch);
 /* Do pending work and collect events (at most max). Never blocks. */
 int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max);
-/* Sessions and listeners made through the app are registered edge-triggered for IO events. */
-int vls_app_listen(vls_app_t *app, uint32_t backlog, uint64_t *lh);
+/* Sessions and listeners made through the app are registered edge-triggered for IO events.
+ * `tag` names the endpoint (nonzero); a connect must name the same tag, so a stale registry entry
+ * can never reach a different listener that happens to have the same handle in a new worker. */
+int vls_app_listen(vls_app_t *app, uint32_t backlog, uint64_t tag, uint64_t *lh);
 /* Close a session or listener and forget its registration. */
 int vls_app_close(vls_app_t *app, uint64_t h);
 int vls_app_reset(vls_app_t *app, uint64_t h);
+
+/* Answer a STAT event with a snapshot (JSON); the asker's connection is closed after it. */
+int vls_app_stat_reply(vls_app_t *app, uint32_t conn, uint32_t serial, const void *data,
+                       uint32_t len);
+/* Ask the worker at sock_path for its snapshot (blocking, up to timeout_ms); returns its length. */
+int vls_stat_query(const char *sock_path, void *buf, uint32_t cap, int timeout_ms);
 
 typedef struct vls_app_stats {
   uint32_t n_ctrl;       /* control connections */

@@ -64,7 +64,7 @@ static void echo_server(int wfd, uint8_t secret, int die_after_bytes) {
   alarm(30);
   vls_app_t *app = mk_app(7, "srv", secret);
   uint64_t lh;
-  CHECK_EQ(vls_app_listen(app, 64, &lh), 0);
+  CHECK_EQ(vls_app_listen(app, 64, 77, &lh), 0);
   CHECK(write(wfd, &lh, sizeof lh) == sizeof lh);
   vls_worker_t *w = vls_app_worker(app);
   static char buf[65536];
@@ -142,7 +142,7 @@ static void test_connect_echo(void) {
   sock_path(path, sizeof path, "srv");
   CHECK_EQ(vls_app_probe(path), 0);
   uint64_t ch;
-  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(vls_app_connect(app, path, lh, 77, "hello", 5, &ch), 0);
   CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
   vls_worker_t *w = vls_app_worker(app);
   unsigned long long seed = 1, seed2 = 1, rnd = 5;
@@ -185,7 +185,7 @@ static void test_refused(void) {
   char path[200];
   sock_path(path, sizeof path, "nobody");
   uint64_t ch;
-  CHECK_EQ(vls_app_connect(app, path, 1, NULL, 0, &ch), -ECONNREFUSED);
+  CHECK_EQ(vls_app_connect(app, path, 1, 77, NULL, 0, &ch), -ECONNREFUSED);
   CHECK_EQ(vls_app_probe(path), -ENOENT);
   /* A stale socket file whose owner died: refused too, and probe says so. */
   int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
@@ -194,14 +194,18 @@ static void test_refused(void) {
   CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
   close(fd);
   CHECK_EQ(vls_app_probe(path), -ECONNREFUSED);
-  CHECK_EQ(vls_app_connect(app, path, 1, NULL, 0, &ch), -ECONNREFUSED);
+  CHECK_EQ(vls_app_connect(app, path, 1, 77, NULL, 0, &ch), -ECONNREFUSED);
   unlink(path);
   /* A live worker but a listener handle that is not (or no longer) a listener: refused. */
   uint64_t lh;
   pid_t srv = start_server(&lh, 0, 0);
   sock_path(path, sizeof path, "srv");
-  CHECK_EQ(vls_app_connect(app, path, lh + 1, "hello", 5, &ch), 0);
+  CHECK_EQ(vls_app_connect(app, path, lh + 1, 77, "hello", 5, &ch), 0);
   vls_app_evt_t e;
+  CHECK_EQ(wait_evt(app, VLS_AE_CONNECT_FAILED, ch, &e, 5000), 0);
+  CHECK_EQ(e.err, -ECONNREFUSED);
+  /* The right listener handle but another endpoint's tag (a stale registry entry): refused. */
+  CHECK_EQ(vls_app_connect(app, path, lh, 78, "hello", 5, &ch), 0);
   CHECK_EQ(wait_evt(app, VLS_AE_CONNECT_FAILED, ch, &e, 5000), 0);
   CHECK_EQ(e.err, -ECONNREFUSED);
   /* Binding a second app on a live socket path fails with EADDRINUSE. */
@@ -219,7 +223,7 @@ static void test_wrong_secret(void) {
   char path[200];
   sock_path(path, sizeof path, "srv");
   uint64_t ch;
-  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(vls_app_connect(app, path, lh, 77, "hello", 5, &ch), 0);
   vls_app_evt_t e;
   CHECK_EQ(wait_evt(app, VLS_AE_CONNECT_FAILED, ch, &e, 5000), 0);
   CHECK_EQ(e.err, -EACCES);
@@ -250,7 +254,7 @@ static void test_garbage_ctrl(void) {
   }
   vls_app_t *app = mk_app(8, "cli", 0);
   uint64_t ch;
-  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(vls_app_connect(app, path, lh, 77, "hello", 5, &ch), 0);
   CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
   vls_app_destroy(app);
   stop(srv);
@@ -264,7 +268,7 @@ static void test_peer_killed(void) {
   char path[200];
   sock_path(path, sizeof path, "srv");
   uint64_t ch;
-  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
+  CHECK_EQ(vls_app_connect(app, path, lh, 77, "hello", 5, &ch), 0);
   CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
   vls_worker_t *w = vls_app_worker(app);
   static char buf[65536];
@@ -308,10 +312,29 @@ static void test_hostile_peer(void) {
   char path[200];
   sock_path(path, sizeof path, "srv");
   uint64_t ch;
-  CHECK_EQ(vls_app_connect(app, path, lh, "hello", 5, &ch), 0);
-  CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch, NULL, 5000), 0);
+  CHECK_EQ(vls_app_connect(app, path, lh, 77, "hello", 5, &ch), 0);
+  /* Connected, or (when the peer scribbled before we attached the pair) reset at once. */
+  vls_app_evt_t first = {0};
+  for (int i = 0; i < 500 && first.type != VLS_AE_CONNECTED && first.type != VLS_AE_CONNECT_FAILED; i++) {
+    vls_app_evt_t evs[16];
+    struct pollfd p = {.fd = vls_app_fd(app), .events = POLLIN};
+    poll(&p, 1, 10);
+    int n = vls_app_poll(app, evs, 16);
+    for (int k = 0; k < n; k++)
+      if (evs[k].handle == ch && (evs[k].type == VLS_AE_CONNECTED || evs[k].type == VLS_AE_CONNECT_FAILED))
+        first = evs[k];
+  }
   vls_worker_t *w = vls_app_worker(app);
   char buf[64];
+  if (first.type == VLS_AE_CONNECT_FAILED) {
+    CHECK_EQ(first.err, -ECONNRESET);
+    CHECK_EQ(vls_read(w, ch, buf, sizeof buf), -ECONNRESET);
+    CHECK_EQ(vls_app_close(app, ch), 0);
+    vls_app_destroy(app);
+    stop(srv);
+    return;
+  }
+  CHECK_EQ(first.type, VLS_AE_CONNECTED);
   int r = -EAGAIN;
   for (int i = 0; i < 500 && (r == -EAGAIN || r > 0); i++) {
     vls_app_evt_t evs[16];
