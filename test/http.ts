@@ -103,3 +103,31 @@ t.test('a process whose only sessions are unref()d exits', async (t) => {
   await exited(child);
   fs.rmSync(runtime, { recursive: true, force: true });
 });
+
+t.test('listen(0) publishes the port the kernel chose; EADDRINUSE is the kernel\'s', async (t) => {
+  const runtime = tmpRuntime();
+  const code = `
+    const net = require('net');
+    const a = net.createServer((s) => s.end(String(s._handle && s._handle.constructor.name))).listen(0, '127.0.0.1', () => {
+      const port = a.address().port;
+      const b = net.createServer().listen(port, '127.0.0.1');
+      b.on('error', (e) => {
+        const c = net.connect(port, '127.0.0.1');
+        let d = '';
+        c.on('data', (x) => (d += x));
+        c.on('close', () => { console.log(JSON.stringify({ code: e.code, syscall: e.syscall, errno: e.errno, served: d })); a.close(); });
+      });
+    });`;
+  const run = (layer: boolean): { code: string; syscall: string; errno: number; served: string } =>
+    JSON.parse(
+      spawnSync(process.execPath, [...(layer ? ['--require', preload] : []), '-e', code], {
+        env: { ...process.env, VLS_RUNTIME_DIR: runtime },
+      }).stdout.toString(),
+    ) as { code: string; syscall: string; errno: number; served: string };
+  const plain = run(false);
+  const layered = run(true);
+  t.same({ ...layered, served: undefined }, { ...plain, served: undefined }, 'same EADDRINUSE error');
+  t.equal(plain.served, 'TCP');
+  t.equal(layered.served, 'SessionHandle', 'the port-0 listener was reached through a session');
+  fs.rmSync(runtime, { recursive: true, force: true });
+});

@@ -36,7 +36,7 @@ function runSide(
     });
     child.on('exit', () => {
       clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('['));
+      const line = out.split('\n').find((l) => l.startsWith('[') || l.startsWith('{'));
       if (!line) reject(new Error(`${args.join(' ')}: no log (${out})`));
       else resolve(JSON.parse(line) as unknown[]);
     });
@@ -54,7 +54,7 @@ async function pair(layer: boolean, name: string, port: number, runtime: string)
   return { s, c };
 }
 
-const names = ['echo', 'halfopen', 'autoend', 'reset', 'destroyerr', 'backpressure', 'addresses', 'timeout'];
+const names = ['echo', 'halfopen', 'autoend', 'reset', 'destroyerr', 'backpressure', 'addresses', 'timeout', 'pauseresume', 'serverclose'];
 
 for (const [i, name] of names.entries()) {
   t.test(`differential: ${name}`, async (t) => {
@@ -77,6 +77,18 @@ for (const [i, name] of names.entries()) {
     }
     t.same(norm(layered.c), norm(plain.c), 'client saw the same events');
     t.same(norm(layered.s), norm(plain.s), 'server saw the same events');
+    fs.rmSync(runtime, { recursive: true, force: true });
+  });
+}
+
+for (const [i, name] of ['echo', 'halfopen', 'reset', 'destroyerr', 'backpressure', 'pauseresume', 'serverclose'].entries()) {
+  t.test(`differential, both ends in one process: ${name}`, async (t) => {
+    const runtime = tmpRuntime();
+    const env = { VLS_RUNTIME_DIR: runtime };
+    const plain = (await runSide(false, ['both', name, String(42400 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
+    const layered = (await runSide(true, ['both', name, String(42450 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
+    t.same(layered.c, plain.c, 'client side');
+    t.same(layered.s, plain.s, 'server side');
     fs.rmSync(runtime, { recursive: true, force: true });
   });
 }
