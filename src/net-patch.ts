@@ -14,6 +14,7 @@
 import * as dc from 'node:diagnostics_channel';
 import * as dns from 'node:dns';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
 
 import { errnoException } from './errors';
@@ -130,6 +131,8 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   function publish(server: ServerX): void {
     const addr = server.address();
     if (!addr || typeof addr === 'string' || server[kVls]) return;
+    // TLS stays on the kernel for now: its native wrap needs a kernel stream handle.
+    if (server instanceof tls.Server) return;
     const worker = workerNow();
     if (!worker) return;
     try {
@@ -211,7 +214,13 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     const [options, cb] = normalized;
     const port = options.port;
     // Not TCP (a path), an invalid port, or a socket on a handle of its own: net decides.
-    if (options.path != null || typeof port !== 'number' && typeof port !== 'string' || this.destroyed && this._handle) {
+    if (
+      options.path != null ||
+      (typeof port !== 'number' && typeof port !== 'string') ||
+      (this.destroyed && this._handle) ||
+      this instanceof tls.TLSSocket
+    ) {
+      if (this instanceof tls.TLSSocket) this[kTransport] = 'disabled';
       return origConnect.call(this, normalized);
     }
     const p = Number(port);

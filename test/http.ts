@@ -131,3 +131,25 @@ t.test('listen(0) publishes the port the kernel chose; EADDRINUSE is the kernel\
   t.equal(layered.served, 'SessionHandle', 'the port-0 listener was reached through a session');
   fs.rmSync(runtime, { recursive: true, force: true });
 });
+
+t.test('TLS keeps working, over the kernel', async (t) => {
+  const runtime = tmpRuntime();
+  const key = path.join(runtime, 'key.pem');
+  const cert = path.join(runtime, 'cert.pem');
+  const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
+  if (gen.error || gen.status !== 0) {
+    t.skip('openssl is not available to make a test certificate');
+    return;
+  }
+  const code = `
+    const https = require('https'); const fs = require('fs');
+    const srv = https.createServer({ key: fs.readFileSync(${JSON.stringify(key)}), cert: fs.readFileSync(${JSON.stringify(cert)}) }, (req, res) => res.end('secure ' + req.socket.encrypted))
+      .listen(42330, '127.0.0.1', () => {
+        https.get({ host: '127.0.0.1', port: 42330, rejectUnauthorized: false }, (res) => {
+          let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => { console.log(b); srv.close(); });
+        }).on('error', (e) => { console.log('error ' + e.code); srv.close(); });
+      });`;
+  const r = spawnSync(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime }, timeout: 30000 });
+  t.equal(r.stdout.toString().trim(), 'secure true', r.stderr.toString().slice(0, 500));
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
