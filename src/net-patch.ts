@@ -228,14 +228,8 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       return origConnect.call(this, normalized);
     }
     const host = (options.host as string | undefined) ?? 'localhost';
-    const passthrough = (reason: TransportReason, address?: string): net.Socket => {
+    const passthrough = (reason: TransportReason): net.Socket => {
       this[kTransport] = reason;
-      if (address !== undefined && address !== host) {
-        // Hand net the address we resolved, so the kernel path costs no second lookup.
-        const o = { ...options, host: address };
-        delete (o as { lookup?: unknown }).lookup;
-        return origConnect.call(this, o);
-      }
       return origConnect.call(this, options);
     };
     if (cb) this.once('connect', cb);
@@ -243,19 +237,23 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     if (net.isIP(host)) {
       return tryCutThrough(this, host, p, options) ?? passthrough('not-published');
     }
-    // A name: resolve as net would (options.lookup or dns.lookup), then decide.
+    // A name: resolve it (options.lookup or dns.lookup, every address, as net's family
+    // autoselection would try them); the first published address goes cut-through. Otherwise net
+    // connects as it always does, with its own lookup and events (one extra lookup: the price of
+    // keeping dual-stack names exactly as net handles them).
     this.connecting = true;
     const lookup = (options.lookup as typeof dns.lookup | undefined) ?? dns.lookup;
     const family = options.family === 4 || options.family === 6 ? options.family : 0;
-    lookup(host, { family, hints: (options.hints as number | undefined) ?? 0, all: false }, (err, address, fam) => {
+    lookup(host, { family, hints: (options.hints as number | undefined) ?? 0, all: true }, (err, addresses) => {
       if (this.destroyed) return;
-      this.emit('lookup', err, address, fam, host);
-      if (err) {
-        this.connecting = false;
-        this.destroy(err);
-        return;
+      const list = err ? [] : Array.isArray(addresses) ? addresses : [{ address: String(addresses), family: 4 }];
+      for (const a of list) {
+        if (!workerNow()?.registry.lookup('tcp', a.address, p)) continue;
+        this.emit('lookup', null, a.address, a.family, host);
+        if (tryCutThrough(this, a.address, p, options)) return;
       }
-      if (!tryCutThrough(this, address as string, p, options)) passthrough('not-published', address as string);
+      this.connecting = false;
+      passthrough('not-published');
     });
     return this;
   };
