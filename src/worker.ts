@@ -41,8 +41,38 @@ const AE_STAT = 6;
 
 const EAGAIN = -11;
 
+/** Something that holds the event loop open while it is ref'd (the default), like a handle. */
+abstract class Refable extends EventEmitter {
+  private refed = true;
+  /** @internal */
+  protected abstract readonly owner: VlsWorker;
+
+  /** Keep the event loop alive while this is open (the default). */
+  ref(): this {
+    if (!this.refed) {
+      this.refed = true;
+      this.owner.adjustRef(1);
+    }
+    return this;
+  }
+
+  /** Let the process exit even if this is open. */
+  unref(): this {
+    if (this.refed) {
+      this.refed = false;
+      this.owner.adjustRef(-1);
+    }
+    return this;
+  }
+
+  /** @internal */
+  get isRefed(): boolean {
+    return this.refed;
+  }
+}
+
 /** A cut-through session: a non-blocking byte stream to another worker. */
-export class VlsSession extends EventEmitter {
+export class VlsSession extends Refable {
   /** The native session handle (unique within the worker; never reused while stale). */
   readonly handle: number;
   /** Metadata the other end sent when the session was set up. */
@@ -50,7 +80,10 @@ export class VlsSession extends EventEmitter {
   /** 'connecting' | 'open' | 'closed'. */
   status: 'connecting' | 'open' | 'closed';
   private readonly worker: VlsWorker;
-  private refed = true;
+  /** @internal */
+  protected get owner(): VlsWorker {
+    return this.worker;
+  }
 
   /** @internal */
   constructor(worker: VlsWorker, handle: number, status: 'connecting' | 'open') {
@@ -122,37 +155,18 @@ export class VlsSession extends EventEmitter {
     return r;
   }
 
-  /** Keep the event loop alive while this session is open (the default). */
-  ref(): this {
-    if (!this.refed) {
-      this.refed = true;
-      this.worker.adjustRef(1);
-    }
-    return this;
-  }
-
-  /** Let the process exit even if this session is open. */
-  unref(): this {
-    if (this.refed) {
-      this.refed = false;
-      this.worker.adjustRef(-1);
-    }
-    return this;
-  }
-
-  /** @internal */
-  get isRefed(): boolean {
-    return this.refed;
-  }
 }
 
 /** A published listening endpoint. Emits 'connection' with each accepted VlsSession. */
-export class VlsListener extends EventEmitter {
+export class VlsListener extends Refable {
   readonly handle: number;
   readonly entry: EndpointEntry;
   private readonly worker: VlsWorker;
-  private refed = true;
   closed = false;
+  /** @internal */
+  protected get owner(): VlsWorker {
+    return this.worker;
+  }
 
   /** @internal */
   constructor(worker: VlsWorker, handle: number, entry: EndpointEntry) {
@@ -170,27 +184,6 @@ export class VlsListener extends EventEmitter {
     this.worker.native.close(this.handle);
     this.worker.forgetListener(this);
     this.emit('close');
-  }
-
-  ref(): this {
-    if (!this.refed) {
-      this.refed = true;
-      this.worker.adjustRef(1);
-    }
-    return this;
-  }
-
-  unref(): this {
-    if (this.refed) {
-      this.refed = false;
-      this.worker.adjustRef(-1);
-    }
-    return this;
-  }
-
-  /** @internal */
-  get isRefed(): boolean {
-    return this.refed;
   }
 }
 
