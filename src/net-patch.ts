@@ -193,7 +193,9 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
 
   net.Server.prototype.listen = function vlsListen(this: ServerX, ...args: unknown[]) {
     const ret = origListen.apply(this, args as Parameters<typeof origListen>);
-    this.once('listening', () => publish(this));
+    // Published before the application's own 'listening' callbacks run, so a connect made in
+    // them already finds the endpoint.
+    this.prependOnceListener('listening', () => publish(this));
     return ret;
   } as typeof origListen;
 

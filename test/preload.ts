@@ -8,6 +8,8 @@ import t from 'tap';
 import { exited, tmpRuntime } from './fixtures/helpers';
 
 const scenario = path.join(__dirname, 'fixtures', 'scenario.js');
+/** [through the layer?, the client socket's handle class] of every client run */
+let handles: [boolean, string][] = [];
 const preload = path.join(__dirname, '..', 'preload', 'index.js');
 
 function runSide(
@@ -36,6 +38,8 @@ function runSide(
     });
     child.on('exit', () => {
       clearTimeout(timer);
+      const hl = out.split('\n').find((l) => l.startsWith('HANDLE '));
+      if (hl) handles.push([layer, hl.slice(7)]);
       const line = out.split('\n').find((l) => l.startsWith('[') || l.startsWith('{'));
       if (!line) reject(new Error(`${args.join(' ')}: no log (${out})`));
       else resolve(JSON.parse(line) as unknown[]);
@@ -54,14 +58,16 @@ async function pair(layer: boolean, name: string, port: number, runtime: string)
   return { s, c };
 }
 
-const names = ['echo', 'halfopen', 'autoend', 'reset', 'destroyerr', 'backpressure', 'addresses', 'timeout', 'pauseresume', 'serverclose'];
+const names = ['echo', 'halfopen', 'autoend', 'reset', 'destroyerr', 'backpressure', 'addresses', 'timeout', 'pauseresume', 'serverclose', 'connopts', 'maxconn'];
 
 for (const [i, name] of names.entries()) {
   t.test(`differential: ${name}`, async (t) => {
     const runtime = tmpRuntime();
     const port = 42100 + i;
+    handles = [];
     const plain = await pair(false, name, port, runtime);
     const layered = await pair(true, name, port + 50, runtime);
+    t.same(handles, [[false, 'TCP'], [true, 'SessionHandle']], 'plain ran on TCP, the layer on a session');
     // Ephemeral ports differ between runs; what must hold is that both ends agree.
     const norm = (log: unknown[]): unknown[] =>
       log.map((e) => {
@@ -85,13 +91,24 @@ for (const [i, name] of ['echo', 'halfopen', 'reset', 'destroyerr', 'backpressur
   t.test(`differential, both ends in one process: ${name}`, async (t) => {
     const runtime = tmpRuntime();
     const env = { VLS_RUNTIME_DIR: runtime };
+    handles = [];
     const plain = (await runSide(false, ['both', name, String(42400 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
     const layered = (await runSide(true, ['both', name, String(42450 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
+    t.same(handles, [[false, 'TCP'], [true, 'SessionHandle']], 'plain ran on TCP, the layer on a session');
     t.same(layered.c, plain.c, 'client side');
     t.same(layered.s, plain.s, 'server side');
     fs.rmSync(runtime, { recursive: true, force: true });
   });
 }
+
+t.test('differential: an AbortSignal aborts the connect', async (t) => {
+  const runtime = tmpRuntime();
+  const plain = await runSide(false, ['client', 'abort', '42198'], { VLS_RUNTIME_DIR: runtime });
+  const layered = await runSide(true, ['client', 'abort', '42198'], { VLS_RUNTIME_DIR: runtime });
+  t.same(layered, plain);
+  t.match(plain, [['c', 'error', 'ABORT_ERR']]);
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
 
 t.test('differential: ECONNREFUSED to a port nobody listens on', async (t) => {
   const runtime = tmpRuntime();
