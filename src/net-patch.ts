@@ -22,7 +22,6 @@ import { attachSessionWriter, SessionHandle, type SockAddr } from './session-han
 import type { VlsListener, VlsSession, VlsWorker } from './worker';
 
 const debug = debuglog('vls');
-const clientChannel = dc.channel('net.client.socket');
 const serverChannel = dc.channel('net.server.socket');
 
 /** Why a connection took the transport it took (visible in `vls stat`). */
@@ -294,7 +293,6 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     socket._peername = null;
     socket._sockname = null;
     attachSessionWriter(socket, handle);
-    if (clientChannel.hasSubscribers) clientChannel.publish({ socket });
     session.once('connect', () => {
       handle.bind(session!);
       if (socket.destroyed) {

@@ -84,6 +84,8 @@ t.test('diagnostics_channel net.client.socket / net.server.socket fire for cut-t
       c.on('data', () => {}); c.on('close', () => { srv.close(); console.log(JSON.stringify(seen.sort())); });
     });`;
   const r = spawnSync(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
+  const p = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
+  t.same(JSON.parse(r.stdout.toString()), JSON.parse(p.stdout.toString()), 'the same publications as plain Node');
   t.same(JSON.parse(r.stdout.toString()), ['client:true', 'server:true']);
   fs.rmSync(runtime, { recursive: true, force: true });
 });
