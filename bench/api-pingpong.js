@@ -167,7 +167,7 @@ function lineFrom(child, pred) {
 }
 
 async function one(transport, placement, iters, runtime) {
-  const port = 43000 + Math.floor(Math.random() * 2000);
+  const port = 23000 + Math.floor(Math.random() * 2000); // below the ephemeral range
   const where = transport === 'unix' ? path.join(runtime, `pp-${port}.sock`) : String(port);
   const pin = (cpu) => (placement === 'unpinned' ? [process.execPath] : ['taskset', '-c', String(cpu), process.execPath]);
   const serverCpu = 0;

@@ -9,7 +9,7 @@ const bin = path.join(__dirname, '..', 'bin', 'vls.js');
 
 t.test('vls stat lists attached workers and their endpoints', async (t) => {
   const runtime = tmpRuntime();
-  const { child, line } = await startFixture('echo-server.js', ['41101'], { VLS_RUNTIME_DIR: runtime });
+  const { child, line } = await startFixture('echo-server.js', ['21101'], { VLS_RUNTIME_DIR: runtime });
   const r = spawnSync(process.execPath, [bin, 'stat', '--json'], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
   t.equal(r.status, 0);
   const report = JSON.parse(r.stdout.toString());
@@ -17,10 +17,10 @@ t.test('vls stat lists attached workers and their endpoints', async (t) => {
   t.match(report, {
     namespace: 'default',
     workers: [{ index, alive: true }],
-    endpoints: [{ proto: 'tcp', address: '127.0.0.1', port: 41101, worker: index, pid: child.pid }],
+    endpoints: [{ proto: 'tcp', address: '127.0.0.1', port: 21101, worker: index, pid: child.pid }],
   });
   const text = spawnSync(process.execPath, [bin, 'stat'], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
-  t.match(text.stdout.toString(), /tcp 127\.0\.0\.1:41101\s+worker \d+/);
+  t.match(text.stdout.toString(), /tcp 127\.0\.0\.1:21101\s+worker \d+/);
   child.kill('SIGKILL');
   await exited(child);
   const after = JSON.parse(
@@ -38,19 +38,19 @@ t.test('vls stat shows each connection with its transport, reason, state, addres
   const runtime = tmpRuntime();
   const preload = path.join(__dirname, '..', 'preload', 'index.js');
   const env = { VLS_RUNTIME_DIR: runtime, NODE_OPTIONS: `--require=${preload}` };
-  const { child: server } = await startFixture('http-checksum-server.js', ['41111'], env);
+  const { child: server } = await startFixture('http-checksum-server.js', ['21111'], env);
   // a plain (not intercepted) echo server, and a client that holds one cut-through connection and
   // one kernel connection to it
-  const plain = spawn(process.execPath, ['-e', "require('net').createServer(s=>s.pipe(s)).listen(41112,'127.0.0.1',()=>console.log('up'))"], {
+  const plain = spawn(process.execPath, ['-e', "require('net').createServer(s=>s.pipe(s)).listen(21112,'127.0.0.1',()=>console.log('up'))"], {
     env: { ...process.env, VLS_RUNTIME_DIR: runtime, VLS_DISABLE: '1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((r) => plain.stdout.once('data', () => r()));
   const code = `
     const net = require('net');
-    const a = net.connect(41111, '127.0.0.1', () => a.write('GET / HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n'));
+    const a = net.connect(21111, '127.0.0.1', () => a.write('GET / HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n'));
     a.once('data', () => {
-      const b = net.connect(41112, '127.0.0.1', () => { b.write('hello'); b.once('data', () => console.log('ready')); });
+      const b = net.connect(21112, '127.0.0.1', () => { b.write('hello'); b.once('data', () => console.log('ready')); });
     });
     process.on('SIGTERM', () => process.exit(0));`;
   const client = spawn(process.execPath, ['-e', code], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -60,12 +60,12 @@ t.test('vls stat shows each connection with its transport, reason, state, addres
   const srvRow = report.workers.find((w) => w.pid === server.pid);
   const cliRow = report.workers.find((w) => w.pid === client.pid);
   t.ok(srvRow && cliRow, 'both workers answered');
-  t.match(srvRow!.sessions, [{ side: 'server', transport: 'cut-through', reason: 'published', state: 'open', local: '127.0.0.1:41111', session: { state: 'READY', fifoSize: Number } }, { side: 'listener', transport: 'published' }]);
+  t.match(srvRow!.sessions, [{ side: 'server', transport: 'cut-through', reason: 'published', state: 'open', local: '127.0.0.1:21111', session: { state: 'READY', fifoSize: Number } }, { side: 'listener', transport: 'published' }]);
   const cs = cliRow!.sessions;
-  t.match(cs.find((s) => s.remote === '127.0.0.1:41111'), { side: 'client', transport: 'cut-through', reason: 'published', bytesWritten: 27 });
-  t.match(cs.find((s) => s.remote === '127.0.0.1:41112'), { side: 'client', transport: 'kernel', reason: 'not-published', bytesRead: 5 });
+  t.match(cs.find((s) => s.remote === '127.0.0.1:21111'), { side: 'client', transport: 'cut-through', reason: 'published', bytesWritten: 27 });
+  t.match(cs.find((s) => s.remote === '127.0.0.1:21112'), { side: 'client', transport: 'kernel', reason: 'not-published', bytesRead: 5 });
   const text = spawnSync(process.execPath, [bin, 'stat'], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } }).stdout.toString();
-  t.match(text, /client\s+cut-through published\s+open\s+127\.0\.0\.1:\d+\s+-> 127\.0\.0\.1:41111/);
+  t.match(text, /client\s+cut-through published\s+open\s+127\.0\.0\.1:\d+\s+-> 127\.0\.0\.1:21111/);
   t.equal(report.workers.filter((w) => w.pid === server.pid).length, 1, 'one worker per process');
   client.kill('SIGTERM');
   server.kill('SIGTERM');

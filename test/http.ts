@@ -12,8 +12,8 @@ const fixtures = path.join(__dirname, 'fixtures');
 t.test('10,000 keep-alive requests with checksummed bodies, server and client through the layer', async (t) => {
   const runtime = tmpRuntime();
   const env = { VLS_RUNTIME_DIR: runtime, NODE_OPTIONS: `--require=${preload}` };
-  const { child } = await startFixture('http-checksum-server.js', ['42301'], env);
-  const c = spawnSync(process.execPath, [path.join(fixtures, 'http-client.js'), '42301', '10000'], {
+  const { child } = await startFixture('http-checksum-server.js', ['22301'], env);
+  const c = spawnSync(process.execPath, [path.join(fixtures, 'http-client.js'), '22301', '10000'], {
     env: { ...process.env, ...env },
     timeout: 120000,
   });
@@ -23,7 +23,7 @@ t.test('10,000 keep-alive requests with checksummed bodies, server and client th
   t.ok(r.sockets <= 4, `the agent reused its keep-alive sockets (${r.sockets})`);
 
   // curl, not intercepted, reaches the same server over the kernel meanwhile
-  const curl = spawnSync('curl', ['-s', '-D', '-', '-H', 'x-want: 5', '--data', 'abc', 'http://127.0.0.1:42301/echo']);
+  const curl = spawnSync('curl', ['-s', '-D', '-', '-H', 'x-want: 5', '--data', 'abc', 'http://127.0.0.1:22301/echo']);
   if (curl.error) t.skip('curl is not installed');
   else {
     const out = curl.stdout.toString();
@@ -32,7 +32,7 @@ t.test('10,000 keep-alive requests with checksummed bodies, server and client th
   // fetch (undici) through the layer
   const f = spawnSync(
     process.execPath,
-    ['-e', `fetch('http://127.0.0.1:42301/echo',{method:'POST',body:'abc',headers:{'x-want':'3'}}).then(async r=>console.log(r.headers.get('x-body-sha256'), (await r.arrayBuffer()).byteLength))`],
+    ['-e', `fetch('http://127.0.0.1:22301/echo',{method:'POST',body:'abc',headers:{'x-want':'3'}}).then(async r=>console.log(r.headers.get('x-body-sha256'), (await r.arrayBuffer()).byteLength))`],
     { env: { ...process.env, ...env } },
   );
   t.match(f.stdout.toString(), /^ba7816bf\w+ 3/, 'fetch works through the layer');
@@ -79,8 +79,8 @@ t.test('diagnostics_channel net.client.socket / net.server.socket fire for cut-t
     const seen = [];
     dc.subscribe('net.client.socket', ({socket}) => seen.push('client:' + (socket instanceof net.Socket)));
     dc.subscribe('net.server.socket', ({socket}) => seen.push('server:' + (socket instanceof net.Socket)));
-    const srv = net.createServer((s) => { s.end('hi'); }).listen(42311, '127.0.0.1', () => {
-      const c = net.connect(42311, '127.0.0.1');
+    const srv = net.createServer((s) => { s.end('hi'); }).listen(22311, '127.0.0.1', () => {
+      const c = net.connect(22311, '127.0.0.1');
       c.on('data', () => {}); c.on('close', () => { srv.close(); console.log(JSON.stringify(seen.sort())); });
     });`;
   const r = spawnSync(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime } });
@@ -92,8 +92,8 @@ t.test('diagnostics_channel net.client.socket / net.server.socket fire for cut-t
 
 t.test('a process whose only sessions are unref()d exits', async (t) => {
   const runtime = tmpRuntime();
-  const { child } = await startFixture('http-checksum-server.js', ['42321'], { VLS_RUNTIME_DIR: runtime, NODE_OPTIONS: `--require=${preload}` });
-  const code = `const c = require('net').connect(42321, '127.0.0.1', () => { c.unref(); console.log('connected'); });`;
+  const { child } = await startFixture('http-checksum-server.js', ['22321'], { VLS_RUNTIME_DIR: runtime, NODE_OPTIONS: `--require=${preload}` });
+  const code = `const c = require('net').connect(22321, '127.0.0.1', () => { c.unref(); console.log('connected'); });`;
   const r = spawn(process.execPath, ['--require', preload, '-e', code], { env: { ...process.env, VLS_RUNTIME_DIR: runtime }, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   r.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -146,8 +146,8 @@ t.test('TLS keeps working, over the kernel', async (t) => {
   const code = `
     const https = require('https'); const fs = require('fs');
     const srv = https.createServer({ key: fs.readFileSync(${JSON.stringify(key)}), cert: fs.readFileSync(${JSON.stringify(cert)}) }, (req, res) => res.end('secure ' + req.socket.encrypted))
-      .listen(42330, '127.0.0.1', () => {
-        https.get({ host: '127.0.0.1', port: 42330, rejectUnauthorized: false }, (res) => {
+      .listen(22330, '127.0.0.1', () => {
+        https.get({ host: '127.0.0.1', port: 22330, rejectUnauthorized: false }, (res) => {
           let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => { console.log(b); srv.close(); });
         }).on('error', (e) => { console.log('error ' + e.code); srv.close(); });
       });`;

@@ -63,7 +63,7 @@ const names = ['echo', 'halfopen', 'autoend', 'reset', 'destroyerr', 'backpressu
 for (const [i, name] of names.entries()) {
   t.test(`differential: ${name}`, async (t) => {
     const runtime = tmpRuntime();
-    const port = 42100 + i;
+    const port = 22100 + i;
     handles = [];
     const plain = await pair(false, name, port, runtime);
     const layered = await pair(true, name, port + 50, runtime);
@@ -92,8 +92,8 @@ for (const [i, name] of ['echo', 'halfopen', 'reset', 'destroyerr', 'backpressur
     const runtime = tmpRuntime();
     const env = { VLS_RUNTIME_DIR: runtime };
     handles = [];
-    const plain = (await runSide(false, ['both', name, String(42400 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
-    const layered = (await runSide(true, ['both', name, String(42450 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
+    const plain = (await runSide(false, ['both', name, String(22400 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
+    const layered = (await runSide(true, ['both', name, String(22450 + i)], env)) as unknown as { s: unknown[]; c: unknown[] };
     t.same(handles, [[false, 'TCP'], [true, 'SessionHandle']], 'plain ran on TCP, the layer on a session');
     t.same(layered.c, plain.c, 'client side');
     t.same(layered.s, plain.s, 'server side');
@@ -103,8 +103,8 @@ for (const [i, name] of ['echo', 'halfopen', 'reset', 'destroyerr', 'backpressur
 
 t.test('differential: an AbortSignal aborts the connect', async (t) => {
   const runtime = tmpRuntime();
-  const plain = await runSide(false, ['client', 'abort', '42198'], { VLS_RUNTIME_DIR: runtime });
-  const layered = await runSide(true, ['client', 'abort', '42198'], { VLS_RUNTIME_DIR: runtime });
+  const plain = await runSide(false, ['client', 'abort', '22198'], { VLS_RUNTIME_DIR: runtime });
+  const layered = await runSide(true, ['client', 'abort', '22198'], { VLS_RUNTIME_DIR: runtime });
   t.same(layered, plain);
   t.match(plain, [['c', 'error', 'ABORT_ERR']]);
   fs.rmSync(runtime, { recursive: true, force: true });
@@ -112,27 +112,27 @@ t.test('differential: an AbortSignal aborts the connect', async (t) => {
 
 t.test('differential: ECONNREFUSED to a port nobody listens on', async (t) => {
   const runtime = tmpRuntime();
-  const plain = await runSide(false, ['refused', 'echo', '42199'], { VLS_RUNTIME_DIR: runtime });
-  const layered = await runSide(true, ['refused', 'echo', '42199'], { VLS_RUNTIME_DIR: runtime });
+  const plain = await runSide(false, ['refused', 'echo', '22199'], { VLS_RUNTIME_DIR: runtime });
+  const layered = await runSide(true, ['refused', 'echo', '22199'], { VLS_RUNTIME_DIR: runtime });
   t.same(layered, plain);
-  t.match(plain, [['c', 'error', 'ECONNREFUSED', -111, 'connect', '127.0.0.1', 42199], ['c', 'close', true]]);
+  t.match(plain, [['c', 'error', 'ECONNREFUSED', -111, 'connect', '127.0.0.1', 22199], ['c', 'close', true]]);
   fs.rmSync(runtime, { recursive: true, force: true });
 });
 
 t.test('cut-through is really used: no kernel TCP connection between intercepted processes', async (t) => {
   const runtime = tmpRuntime();
   const env = { ...process.env, VLS_RUNTIME_DIR: runtime };
-  const srv = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', 'examples', 'echo-server.js'), '42201'], {
+  const srv = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', 'examples', 'echo-server.js'), '22201'], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((r) => srv.stdout.on('data', () => r()));
   const code = `
     const net = require('net');
-    const c = net.connect(42201, '127.0.0.1', () => {
+    const c = net.connect(22201, '127.0.0.1', () => {
       c.write('x');
       c.once('data', () => {
-        const ss = require('child_process').spawnSync('ss', ['-tnH', 'state', 'established', '( dport = :42201 or sport = :42201 )']);
+        const ss = require('child_process').spawnSync('ss', ['-tnH', 'state', 'established', '( dport = :22201 or sport = :22201 )']);
         console.log(JSON.stringify({ ss: ss.stdout ? ss.stdout.toString() : null, err: ss.error ? ss.error.code : null }));
         c.end();
       });
@@ -143,7 +143,7 @@ t.test('cut-through is really used: no kernel TCP connection between intercepted
   else t.equal(r.ss?.trim(), '', 'ss shows no established TCP connection on the port');
   const plain = spawnSync(process.execPath, ['-e', code], { env });
   const p = JSON.parse(plain.stdout.toString()) as { ss: string | null; err: string | null };
-  if (p.err !== 'ENOENT') t.match(p.ss, /42201/, 'a plain client does use a kernel TCP connection');
+  if (p.err !== 'ENOENT') t.match(p.ss, /22201/, 'a plain client does use a kernel TCP connection');
   srv.kill();
   await exited(srv);
   fs.rmSync(runtime, { recursive: true, force: true });

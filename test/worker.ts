@@ -99,10 +99,10 @@ function transfer(s: VlsSession, total: number, seed: number, halfClose: boolean
 
 t.test('two processes: checksummed echo with backpressure, half-close, close', async (t) => {
   const runtime = tmpRuntime();
-  const { child } = await startFixture('echo-server.js', ['41001'], { VLS_RUNTIME_DIR: runtime, VLS_FIFO_SIZE: '65536' });
+  const { child } = await startFixture('echo-server.js', ['21001'], { VLS_RUNTIME_DIR: runtime, VLS_FIFO_SIZE: '65536' });
   const w = mkWorker(runtime);
   for (let round = 0; round < 3; round++) {
-    const s = w.connect({ address: '127.0.0.1', port: 41001, meta: Buffer.from('hello') })!;
+    const s = w.connect({ address: '127.0.0.1', port: 21001, meta: Buffer.from('hello') })!;
     t.ok(s, 'the endpoint is published');
     await connected(s);
     const n = await transfer(s, 6_000_000 + round * 12345, 1000 + round, true);
@@ -121,7 +121,7 @@ t.test('two processes: checksummed echo with backpressure, half-close, close', a
 t.test('both ends in one process and in one worker', async (t) => {
   const runtime = tmpRuntime();
   const w = mkWorker(runtime);
-  const l = w.listen({ address: '0.0.0.0', port: 41002 });
+  const l = w.listen({ address: '0.0.0.0', port: 21002 });
   const accepted: VlsSession[] = [];
   l.on('connection', (s: VlsSession) => {
     accepted.push(s);
@@ -151,13 +151,13 @@ t.test('both ends in one process and in one worker', async (t) => {
     s.on('writable', pump);
   });
   // 127.0.0.1 reaches the 0.0.0.0 listener, as with the kernel
-  const s = w.connect({ address: '127.0.0.1', port: 41002, meta: Buffer.from('me') })!;
+  const s = w.connect({ address: '127.0.0.1', port: 21002, meta: Buffer.from('me') })!;
   await connected(s);
   t.equal(await transfer(s, 3_000_000, 7, true), 3_000_000);
   s.close();
   accepted[0]!.close();
   // reset: the peer's read fails with ECONNRESET, once
-  const s2 = w.connect({ address: '127.0.0.1', port: 41002, meta: Buffer.from('me') })!;
+  const s2 = w.connect({ address: '127.0.0.1', port: 21002, meta: Buffer.from('me') })!;
   await connected(s2);
   while (accepted.length < 2) await sleep(1);
   const peer = accepted[1]!;
@@ -191,11 +191,11 @@ t.test('peer killed with SIGKILL mid-transfer: reset, no hang, nothing left', as
   const r = rng(99);
   for (let round = 0; round < 5; round++) {
     const dieAfter = 10000 + (r() % 4_000_000);
-    const { child } = await startFixture('echo-server.js', [String(41010 + round), String(dieAfter)], {
+    const { child } = await startFixture('echo-server.js', [String(21010 + round), String(dieAfter)], {
       VLS_RUNTIME_DIR: runtime,
       VLS_FIFO_SIZE: '65536',
     });
-    const s = w.connect({ address: '127.0.0.1', port: 41010 + round })!;
+    const s = w.connect({ address: '127.0.0.1', port: 21010 + round })!;
     await connected(s);
     const t0 = process.hrtime.bigint();
     const e = await transfer(s, 50_000_000, round, false).then(
@@ -207,7 +207,7 @@ t.test('peer killed with SIGKILL mid-transfer: reset, no hang, nothing left', as
     await exited(child);
     s.close();
     // the stale endpoint and worker socket are removed by the next lookup / attach
-    t.equal(w.connect({ address: '127.0.0.1', port: 41010 + round }), undefined, 'stale endpoint: not reachable');
+    t.equal(w.connect({ address: '127.0.0.1', port: 21010 + round }), undefined, 'stale endpoint: not reachable');
   }
   await sleep(10);
   t.equal(countFds(), fds0, 'no fd left behind');
@@ -228,38 +228,38 @@ t.test('peer killed with SIGKILL mid-transfer: reset, no hang, nothing left', as
 t.test('bad input', async (t) => {
   const runtime = tmpRuntime();
   const w = mkWorker(runtime);
-  t.equal(w.connect({ address: '127.0.0.1', port: 41020 }), undefined, 'nothing published: no session');
+  t.equal(w.connect({ address: '127.0.0.1', port: 21020 }), undefined, 'nothing published: no session');
   t.throws(() => w.connect({ address: '127.0.0.1', port: 70000 }), RangeError);
   t.throws(() => w.connect({ address: '', port: 1 }), TypeError);
   t.throws(() => w.connect({ address: '127.0.0.1', port: 1, meta: Buffer.alloc(129) }), RangeError);
 
   // a published listener that closed meanwhile: ECONNREFUSED
-  const { child } = await startFixture('echo-server.js', ['41021'], { VLS_RUNTIME_DIR: runtime });
-  const entry = w.registry.lookup('tcp', '127.0.0.1', 41021)!;
+  const { child } = await startFixture('echo-server.js', ['21021'], { VLS_RUNTIME_DIR: runtime });
+  const entry = w.registry.lookup('tcp', '127.0.0.1', 21021)!;
   child.send('close');
   await exited(child);
   const native = w.native;
-  const h = native.connect(entry.sock, entry.lh, 0x10000 + 41021, Buffer.alloc(0));
+  const h = native.connect(entry.sock, entry.lh, 0x10000 + 21021, Buffer.alloc(0));
   t.equal(h, -111, 'the worker is gone: refused at once (-ECONNREFUSED)');
 
   // a live worker, a listener handle that is stale: the session fails with ECONNREFUSED
   const w2 = mkWorker(runtime);
-  const l2 = w2.listen({ address: '127.0.0.1', port: 41022 });
-  const e2 = w2.registry.lookup('tcp', '127.0.0.1', 41022)!;
+  const l2 = w2.listen({ address: '127.0.0.1', port: 21022 });
+  const e2 = w2.registry.lookup('tcp', '127.0.0.1', 21022)!;
   l2.close();
   w2.registry.publish(e2); // a registry entry that outlived its listener
-  const s = w.connect({ address: '127.0.0.1', port: 41022 })!;
+  const s = w.connect({ address: '127.0.0.1', port: 21022 })!;
   const err = await new Promise<unknown>((resolve) => s.once('error', resolve));
   t.match(err, { code: 'ECONNREFUSED', syscall: 'connect' });
   w2.detach();
 
   // wrong secret
   const w3 = mkWorker(runtime, { VLS_SECRET: 'right' });
-  w3.listen({ address: '127.0.0.1', port: 41023 });
-  const s3 = w.connect({ address: '127.0.0.1', port: 41023 })!;
+  w3.listen({ address: '127.0.0.1', port: 21023 });
+  const s3 = w.connect({ address: '127.0.0.1', port: 21023 })!;
   t.match(await new Promise((r) => s3.once('error', r)), { code: 'EACCES' }, 'secret mismatch refused');
   const w4 = mkWorker(runtime, { VLS_SECRET: 'right' });
-  const s4 = w4.connect({ address: '127.0.0.1', port: 41023 })!;
+  const s4 = w4.connect({ address: '127.0.0.1', port: 21023 })!;
   await connected(s4);
   t.pass('the same secret connects');
   s4.close();
@@ -281,7 +281,7 @@ print(len(s.recv(10)))`,
   t.equal(pyCode, 0);
   t.equal(pyOut.trim(), '0', 'the worker hung up on the garbage sender');
   t.ok((w3.stats() as { controlBad: number }).controlBad >= 1, 'and counted it');
-  const s5 = w.connect({ address: '127.0.0.1', port: 41023 });
+  const s5 = w.connect({ address: '127.0.0.1', port: 21023 });
   t.ok(s5, 'still published');
   w3.detach();
 
@@ -302,10 +302,10 @@ print(len(s.recv(10)))`,
 
 t.test('1,000 concurrent sessions, then 10,000 connect/close cycles with no growth', async (t) => {
   const runtime = tmpRuntime();
-  const { child } = await startFixture('echo-server.js', ['41030'], { VLS_RUNTIME_DIR: runtime, VLS_FIFO_SIZE: '65536' });
+  const { child } = await startFixture('echo-server.js', ['21030'], { VLS_RUNTIME_DIR: runtime, VLS_FIFO_SIZE: '65536' });
   const w = mkWorker(runtime);
   const sessions: VlsSession[] = [];
-  for (let i = 0; i < 1000; i++) sessions.push(w.connect({ address: '127.0.0.1', port: 41030 })!);
+  for (let i = 0; i < 1000; i++) sessions.push(w.connect({ address: '127.0.0.1', port: 21030 })!);
   await Promise.all(sessions.map(connected));
   const echoes = sessions.map(
     (s, i) =>
@@ -323,7 +323,7 @@ t.test('1,000 concurrent sessions, then 10,000 connect/close cycles with no grow
   for (const s of sessions) s.close();
 
   const cycle = async (): Promise<void> => {
-    const s = w.connect({ address: '127.0.0.1', port: 41030 })!;
+    const s = w.connect({ address: '127.0.0.1', port: 21030 })!;
     await connected(s);
     s.write(Buffer.from('x'));
     await new Promise<void>((resolve) => s.on('readable', () => s.read(Buffer.alloc(4)) && resolve()));
