@@ -355,7 +355,9 @@ static void vls__conn_down(vls_app_t *app, uint32_t ci, int err) {
   vls_ctrl_conn_t *c = &app->conns[ci];
   if (c->fd < 0) return;
   VLS_DBG(1, "control connection %u (peer worker %u) down: %s", ci, c->peer_wrk, vls_err_name(err));
-  vls__fail_pending(app, ci, c->peer_id ? -ECONNRESET : err);
+  /* Before the hello completed, a hang-up means nobody would take us: refused (a HELLO_NAK's
+   * reason, such as EACCES, is kept). */
+  vls__fail_pending(app, ci, c->peer_id ? -ECONNRESET : (err == -ECONNRESET || err == -EPIPE ? -ECONNREFUSED : err));
   if (c->peer_id) {
     vls_worker_peer_down(app->w, c->peer_id);
     vls_app_evt_t e = {.type = VLS_AE_PEER_DOWN, .handle = c->peer_wrk, .err = err};
@@ -602,6 +604,7 @@ static int vls__conn_to(vls_app_t *app, const char *path, uint32_t *ci_out) {
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     rv = -errno;
     close(fd);
+    VLS_DBG(1, "control connect to %s: %s", path, vls_err_name(rv));
     /* Nobody there (ENOENT: no socket file; ECONNREFUSED: its owner died): refused. */
     return rv == -ENOENT || rv == -ECONNREFUSED || rv == -EAGAIN ? -ECONNREFUSED : rv;
   }
@@ -646,12 +649,13 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t
   m.c = tag;
   m.meta_len = (uint16_t)meta_len;
   if (meta_len) memcpy(m.meta, meta, meta_len);
-  if ((rv = vls__send(app, ci, &m, NULL, 0)) < 0) {
-    vls_close(app->w, *ch);
-    vls__conn_down(app, ci, rv);
-    return -ECONNREFUSED;
-  }
   app->pending[app->n_pending++] = (vls_pending_t){*ch, ci};
+  if ((rv = vls__send(app, ci, &m, NULL, 0)) < 0) {
+    /* The other side hung up already: read why first (a HELLO_NAK says EACCES), then take the
+     * connection down; either way this connect fails through a CONNECT_FAILED event. */
+    vls__conn_readable(app, ci);
+    if (app->conns[ci].fd >= 0) vls__conn_down(app, ci, -ECONNREFUSED);
+  }
   return 0;
 }
 
