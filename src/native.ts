@@ -46,6 +46,7 @@ export interface NativeWorker {
     mqSize: number,
     secret: Buffer,
     onEvents: (n: number, metas: Buffer[] | undefined, records: Float64Array) => void,
+    pollUsec: number,
   ): number;
   detach(): void;
   listen(backlog: number, tag: number): number;

@@ -226,8 +226,14 @@ export class VlsWorker {
     const secret = config.secret
       ? createHash('sha256').update(`node-vls:${config.secret}`).digest()
       : Buffer.alloc(32);
-    const rv = this.native.attach(this.dir, config.fifoSize, config.segmentSize, config.mqSize, secret, (n, metas, d) =>
-      this.onEvents(n, metas, d),
+    const rv = this.native.attach(
+      this.dir,
+      config.fifoSize,
+      config.segmentSize,
+      config.mqSize,
+      secret,
+      (n, metas, d) => this.onEvents(n, metas, d),
+      config.pollUsec,
     );
     if (rv < 0) {
       throw new VlsError('ERR_VLS_ATTACH_FAILED', `node-vls: cannot attach to namespace ${config.namespace} in ${this.dir}`, {

@@ -781,9 +781,12 @@ static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int p
   }
   if (rv > 0 && !peek) {
     s->bytes_in += (uint64_t)rv;
-    /* Drained: re-arm the writer's event now, so its next byte signals us even if the reader
-     * does not come back for an -EAGAIN first. */
-    if (vls_fifo_max_dequeue(&s->rx) == 0) vls_fifo_unset_event(&s->rx);
+    /* Drained: re-arm the writer's event now, so its next byte signals us and the reader need
+     * not come back for an -EAGAIN first. Bytes that raced in while we re-armed were sent while
+     * the flag was still set (no signal): report them ourselves. So a read that returns less than
+     * asked leaves nothing behind without a readable event to come. */
+    if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) > 0)
+      vls__epoll_notify(w, s, VLS_EPOLLIN);
     if (vls_fifo_needs_deq_ntf(&s->rx)) vls__post(w, s->peer, VLS_EVT_TX, s->peer_handle, 0);
   } else if (rv == -EIO) {
     s->err = 0;
@@ -1066,12 +1069,26 @@ static void vls__reap_peers(vls_worker_t *w) {
   }
 }
 
+void vls_worker_set_busy_poll(vls_worker_t *w, int on) {
+  vls__wlock(w);
+  w->busy_poll = on != 0;
+  vls__wunlock(w);
+}
+
+int vls_worker_has_work(vls_worker_t *w) {
+  if (w->kicked || vls_worker_deferred(w)) return 1;
+  int64_t d = vls_mq_depth(&w->mq);
+  return d != 0; /* -EIO (corrupt) too: vls_worker_poll reports it */
+}
+
+void vls_worker_clear_eventfd(vls_worker_t *w) { vls_mq_eventfd_clear(&w->mq); }
+
 int vls_worker_poll(vls_worker_t *w) {
   vls__wlock(w);
   int total = 0;
   w->in_poll = 1;
   w->kicked = 0;
-  vls_mq_eventfd_clear(&w->mq);
+  if (!w->busy_poll) vls_mq_eventfd_clear(&w->mq);
   vls_mq_awake(&w->mq);
   vls__flush_deferred(w);
   for (;;) {
@@ -1081,7 +1098,7 @@ int vls_worker_poll(vls_worker_t *w) {
       break;
     }
     if (n == 0) {
-      if (vls_mq_ready_to_sleep(&w->mq)) break;
+      if (w->busy_poll || vls_mq_ready_to_sleep(&w->mq)) break;
       continue;
     }
     for (int i = 0; i < n; i++) vls__apply(w, &w->batch[i]);
