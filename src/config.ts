@@ -52,6 +52,11 @@ function flag(env: NodeJS.ProcessEnv, name: string): boolean {
   return raw !== undefined && raw !== '' && raw !== '0' && raw.toLowerCase() !== 'false';
 }
 
+/** VLS_STRICT alone, readable even when another variable is bad (so that a bad one is an error). */
+export function strictFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return flag(env, 'VLS_STRICT');
+}
+
 /** Reads and checks the configuration. */
 export function readConfig(env: NodeJS.ProcessEnv = process.env): VlsConfig {
   const namespace = env.VLS_NAMESPACE === undefined || env.VLS_NAMESPACE === '' ? 'default' : env.VLS_NAMESPACE;

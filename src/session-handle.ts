@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 
 import { errnoException } from './errors';
-import type { VlsSession } from './worker';
+import { EPOLLERR, EPOLLHUP, EPOLLRDHUP, type VlsSession } from './worker';
 
 /** An address as getsockname/getpeername fill it in. */
 export interface SockAddr {
@@ -60,8 +60,10 @@ export class SessionHandle {
   bind(session: VlsSession): void {
     this.session = session;
     if (!this.refed) session.unref();
-    session.on('readable', () => {
-      if (this.reading) this.pump();
+    session.on('readable', (events: number) => {
+      // Only a plain EPOLLIN may stop at a short read: end of stream or a reset reported with it
+      // is not reported again.
+      if (this.reading) this.pump((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) !== 0);
     });
   }
 
@@ -71,7 +73,7 @@ export class SessionHandle {
 
   readStart(): number {
     this.reading = true;
-    if (this.session) queueMicrotask(() => this.reading && this.pump());
+    if (this.session) queueMicrotask(() => this.reading && this.pump(true));
     return 0;
   }
 
@@ -85,9 +87,11 @@ export class SessionHandle {
    * through one scratch buffer per thread and are copied out at their size (from Buffer's pool), so
    * a message costs no 64 KiB allocation; a session that keeps delivering large reads gets a fresh
    * buffer per read instead, pushed without a copy. A read shorter than asked emptied the fifo:
-   * the next bytes raise a new 'readable', so there is no second call just to meet EAGAIN.
+   * the next bytes raise a new 'readable', so there is no second call just to meet EAGAIN -
+   * unless `drain` says to read on until EAGAIN or end of stream (after a pause, and when the
+   * event also reported end of stream or an error, which will not be reported again).
    */
-  private pump(): void {
+  private pump(drain: boolean): void {
     const s = this.session;
     const sock = this.socket;
     if (!s || !sock || this.closed) return;
@@ -126,7 +130,7 @@ export class SessionHandle {
         this.reading = false;
         return;
       }
-      if (n < READ_CHUNK) return;
+      if (!drain && n < READ_CHUNK) return;
     }
   }
 

@@ -258,7 +258,7 @@ export class VlsWorker {
       if (type === AE_IO) {
         const s = this.sessions.get(h);
         if (!s) continue;
-        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable');
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
         if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
       } else if (type === AE_ACCEPT) {
         const l = this.listeners.get(h);

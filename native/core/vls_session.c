@@ -162,6 +162,7 @@ int vls_worker_stats(const vls_worker_t *w, vls_worker_stats_t *st) {
   st->evts_stale = w->evts_stale;
   st->evts_deferred = w->evts_deferred;
   st->mq_full = w->mq_full;
+  st->wakeups = w->wakeups;
   st->ep_visits = w->ep_visits;
   for (uint32_t i = 0; i < w->n_peers; i++) {
     vls_segment_stats_t ss;
@@ -266,7 +267,10 @@ static int vls__post(vls_worker_t *w, uint32_t pid, uint16_t type, uint64_t hand
     return vls__defer(p, &e);
   }
   int rv = vls_mq_send(&p->mq, &e, sizeof e);
-  if (VLS_LIKELY(rv >= 0)) return 0;
+  if (VLS_LIKELY(rv >= 0)) {
+    w->wakeups += (uint64_t)rv; /* 1: the peer may have been asleep, its eventfd was written */
+    return 0;
+  }
   if (rv == -EAGAIN) {
     w->mq_full++;
     w->evts_deferred++;

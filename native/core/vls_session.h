@@ -122,6 +122,7 @@ typedef struct vls_worker_stats {
   uint32_t n_sessions; /* sessions and listeners (epoll sets not counted) */
   uint32_t n_peers;
   uint64_t evts_in, evts_out, evts_stale, evts_deferred, mq_full;
+  uint64_t wakeups; /* eventfd writes to peers that had announced sleep */
   uint64_t ep_visits;
   uint64_t segment_size, segment_used;
 } vls_worker_stats_t;

@@ -114,6 +114,7 @@ struct vls_worker {
   _Atomic uint32_t n_threads;
   pthread_mutex_t mt_lock;
   uint64_t evts_in, evts_out, evts_stale, evts_deferred, mq_full;
+  uint64_t wakeups;
   uint64_t ep_visits; /* ready-list items examined by vls_epoll_wait (cost accounting) */
   /* Readiness raised by an application call (not by an event from the queue) kicks our own
    * eventfd once, so an event loop that only waits on the eventfd looks again. */
