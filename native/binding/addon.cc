@@ -11,6 +11,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <sched.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -175,7 +176,12 @@ class Worker : public Napi::ObjectWrap<Worker> {
       w->Pump(VLS_APP_POLL_IO_ONLY);
       return;
     }
-    if (uv_hrtime() - w->last_activity_ < w->poll_ns_) return;
+    if (uv_hrtime() - w->last_activity_ < w->poll_ns_) {
+      // Nothing yet: give the CPU to whoever else wants it (the peer itself, when both share a
+      // CPU); with a CPU to ourselves this returns at once.
+      sched_yield();
+      return;
+    }
     w->busy_ = false;
     uv_idle_stop(w->idle_);
     vls_worker_set_busy_poll(vls_app_worker(w->app_), 0);
