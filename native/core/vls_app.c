@@ -188,6 +188,7 @@ static void vls__conn_free(vls_app_t *app, uint32_t ci) {
 
 void vls_app_destroy(vls_app_t *app) {
   if (!app) return;
+  if (app->w) vls_worker_close_all(app->w); /* FINs first, then the hang-ups */
   for (uint32_t i = 0; i < app->n_conns; i++) vls__conn_free(app, i);
   if (app->w) vls_worker_destroy(app->w);
   if (app->lfd >= 0) close(app->lfd);

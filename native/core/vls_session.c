@@ -119,13 +119,27 @@ static void vls__peer_release(vls_worker_t *w, uint32_t pid) {
   p->mq.efd = -1;
 }
 
-void vls_worker_destroy(vls_worker_t *w) {
-  if (!w) return;
-  /* Reset every live session so that its peer learns at once, not when it notices we died. */
+static void vls__send_fin(vls_worker_t *w, vls_session_t *s);
+
+void vls_worker_close_all(vls_worker_t *w) {
+  /* Close every live session as the kernel closes the sockets of a process that exits: FIN
+   * behind the queued bytes (the peer still maps the fifos and reads them after we are gone),
+   * or a reset when received data was left unread, or for a connection nobody accepted. The
+   * peer learns at once, not when it notices that we went. */
   for (uint32_t i = 0; i < w->n_slots; i++) {
     vls_session_t *s = vls__slot(w, i);
-    if (s->gen && !(s->flags & (VLS_SF_EPOLL | VLS_SF_LISTENER))) vls_reset(w, vls__session_handle(w, s));
+    if (!s->gen || (s->flags & (VLS_SF_EPOLL | VLS_SF_LISTENER | VLS_SF_APP_GONE))) continue;
+    if (s->ct && s->state != VLS_SS_ACCEPTING && !(s->flags & VLS_SF_PEER_RESET) && !s->err &&
+        ((s->flags & VLS_SF_SHUT_RD) || vls_fifo_max_dequeue(&s->rx) == 0))
+      vls__send_fin(w, s);
+    else
+      vls_reset(w, vls__session_handle(w, s));
   }
+}
+
+void vls_worker_destroy(vls_worker_t *w) {
+  if (!w) return;
+  vls_worker_close_all(w);
   for (uint32_t i = 0; i < w->n_slots; i++) {
     vls_session_t *s = vls__slot(w, i);
     if (s->gen) vls__session_free(w, s);
@@ -978,6 +992,15 @@ uint64_t vls_session_next(vls_worker_t *w, uint64_t after) {
 static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err) {
   if (s->flags & VLS_SF_APP_GONE) {
     vls__session_finish(w, s);
+    return;
+  }
+  if (s->ct && s->state != VLS_SS_ACCEPTING && !(s->flags & VLS_SF_PEER_RESET) && vls_fifo_eof_sent(&s->rx)) {
+    /* It closed its end before it went (a process that exits): what it sent stays readable in
+     * the fifo we map, then end of stream; writing to it fails as writing to a closed TCP peer
+     * does. */
+    s->flags |= VLS_SF_PEER_SHUT_WR;
+    s->state = VLS_SS_TRANSPORT_CLOSED;
+    vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLHUP | VLS_EPOLLRDHUP);
     return;
   }
   s->flags |= VLS_SF_PEER_RESET;

@@ -158,6 +158,11 @@ int vls_worker_thread_register(vls_worker_t *w);
 int vls_worker_poll(vls_worker_t *w);
 /* Events still waiting to be posted to full peer queues (the loop should retry soon). */
 int vls_worker_deferred(const vls_worker_t *w);
+/* What the kernel does to the sockets of a process that exits: FIN behind queued bytes for each
+ * live session (reset where received data was left unread, or nobody accepted it). Called by
+ * vls_worker_destroy; an app calls it before it hangs up its control connections, so that peers
+ * see the FINs before the hang-up. */
+void vls_worker_close_all(vls_worker_t *w);
 /* Busy polling (the VLS_POLL_USEC idea, after Onload's EF_POLL_USEC): while on, the worker never
  * tells its producers it may sleep, so they write no eventfd; the caller polls
  * vls_worker_has_work() instead of sleeping, and clears the eventfd itself when it fires. Turn it
