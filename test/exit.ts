@@ -57,8 +57,8 @@ async function pair(layer: boolean, port: number, mode: string): Promise<{ serve
 
 for (const [i, mode] of ['exit', 'natural', 'unread'].entries()) {
   t.test(`a client that exits (${mode}) without closing: the server sees what it sees over TCP`, async (t) => {
-    const plain = await pair(false, 22320 + i, mode);
-    const layered = await pair(true, 22330 + i, mode);
+    const plain = await pair(false, 22620 + i, mode);
+    const layered = await pair(true, 22630 + i, mode);
     t.equal(plain.handle, 'TCP');
     t.equal(layered.handle, 'SessionHandle', 'the layer went cut-through');
     t.same(layered.server, plain.server, JSON.stringify(plain.server));

@@ -60,14 +60,14 @@ async function pingpong(port: number, pollUsec: string): Promise<{ client: Repor
 }
 
 t.test('without VLS_POLL_USEC each message wakes the sleeping peer', async (t) => {
-  const { client, server } = await pingpong(22301, '');
+  const { client, server } = await pingpong(22601, '');
   t.equal(client.transport, 'SessionHandle', 'cut-through');
   const wakeups = client.stats.wakeups + server.stats.wakeups;
   t.ok(wakeups > 3000, `wake-ups ${wakeups} for 3000 round trips (6000 messages)`);
 });
 
 t.test('with VLS_POLL_USEC the peers poll instead: almost no wake-ups, and both processes still exit', async (t) => {
-  const { client, server } = await pingpong(22302, '20000');
+  const { client, server } = await pingpong(22602, '20000');
   t.equal(client.transport, 'SessionHandle', 'cut-through');
   const wakeups = client.stats.wakeups + server.stats.wakeups;
   t.ok(wakeups < 600, `wake-ups ${wakeups} for 3000 round trips (6000 messages)`);
