@@ -22,6 +22,9 @@ import type { ClientConfig, ClientMessage, ToolMessage } from './protocol';
 
 type Phase = 'connect' | 'warmup' | 'measure' | 'drain';
 
+/** How long operations outstanding at the end of the window may take to complete (at least). */
+const DRAIN_MS = 2000;
+
 interface Conn {
   index: number;
   socket: net.Socket;
@@ -61,8 +64,11 @@ class LoadGenerator {
   /** Open loop: ms between two operations of one connection. */
   private readonly interval: number;
   private finished = false;
-  /** Set when the window saw no completion: what each connection was doing. */
+  /** What stuck connections were doing (none completed in the window, or outstanding after it). */
   private diag: string[] = [];
+  /** Operations outstanding DRAIN_MS after the window ended. */
+  private unfinished = 0;
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(cfg: ClientConfig) {
     this.cfg = cfg;
@@ -185,13 +191,37 @@ class LoadGenerator {
   private endWindow(): void {
     if (this.phase !== 'measure') return;
     this.winEnd = performance.now();
-    if (this.ops === 0) this.diag = this.conns.map((c) => this.describe(c, this.winEnd));
+    if (this.ops === 0) this.diag = this.conns.map((c) => `no completion in the window: ${this.describe(c, this.winEnd)}`);
     const cpu = process.cpuUsage(this.cpuStart);
     this.cpuUs = cpu.user + cpu.system;
     this.phase = 'drain';
     this.send({ t: 'mark', phase: 'end' });
     for (const t of this.timers) clearTimeout(t);
     for (const c of this.conns) clearTimeout(c.timer);
+    // A server whose answers take seconds gets proportionally longer (up to 20 s).
+    const wait = Math.min(20000, Math.max(DRAIN_MS, (2 * this.hist.maxValue) / 1e6));
+    this.drainTimer = setTimeout(() => this.abandon(), wait);
+    this.maybeFinish();
+  }
+
+  /**
+   * Operations still outstanding DRAIN_MS (or twice the slowest seen) after the window are stuck (a lost wake-up, a server
+   * that stopped answering). Each is recorded with the time it had waited when the window ended
+   * (a lower bound of its latency, so the maximum shows the stall), counted as unfinished and
+   * described, and the client finishes anyway.
+   */
+  private abandon(): void {
+    const now = performance.now();
+    for (const c of this.conns) {
+      if (c.busy || c.drainWait) {
+        this.unfinished++;
+        this.diag.push(this.describe(c, now));
+      }
+      if (c.busy) {
+        this.hist.recordValue(Math.max(1, Math.round((this.winEnd - c.due) * 1e6)));
+        c.busy = false;
+      }
+    }
     this.maybeFinish();
   }
 
@@ -304,20 +334,30 @@ class LoadGenerator {
     if (this.phase !== 'drain' || this.finished) return;
     if (this.cfg.workload !== 'bulk' && this.conns.some((c) => c.busy)) return;
     this.finished = true;
+    clearTimeout(this.drainTimer);
     let open = this.conns.length;
-    const done = (): void => {
+    const closed = new Set<Conn>();
+    const done = (c: Conn): void => {
+      closed.add(c);
       if (--open > 0) return;
       clearTimeout(giveUp);
+      clearTimeout(lastResort);
       this.report();
     };
-    // A graceful end: the server sees 'end' (not a reset) and closes its side.
+    // A graceful end: the server sees 'end' (not a reset) and closes its side. One that does not
+    // close in time is destroyed; one whose 'close' never comes even then is described, and the
+    // result goes out anyway (it is complete: the window is over).
     const giveUp = setTimeout(() => {
       for (const c of this.conns) c.socket.destroy();
     }, 3000);
+    const lastResort = setTimeout(() => {
+      for (const c of this.conns) if (!closed.has(c)) this.diag.push(`did not close: ${this.describe(c, performance.now())}`);
+      this.report();
+    }, 4000);
     for (const c of this.conns) {
-      if (c.socket.destroyed) done();
+      if (c.socket.destroyed) done(c);
       else {
-        c.socket.once('close', done);
+        c.socket.once('close', () => done(c));
         c.socket.end();
       }
     }
@@ -335,7 +375,10 @@ class LoadGenerator {
     return parts.join(', ');
   }
 
+  private reported = false;
   private report(): void {
+    if (this.reported) return;
+    this.reported = true;
     this.send(
       {
         t: 'result',
@@ -348,6 +391,7 @@ class LoadGenerator {
         status: this.status,
         reconnects: this.reconnects,
         diag: this.diag,
+        unfinished: this.unfinished,
       },
       () => process.exit(0),
     );

@@ -41,5 +41,7 @@ export type ClientMessage =
       reconnects: number;
       /** When nothing completed in the window: the state of each connection at its end. */
       diag: string[];
+      /** Operations still outstanding 2 s (or twice the slowest) after the window (recorded with their wait so far). */
+      unfinished: number;
     }
   | { t: 'failed'; code: string; message: string };

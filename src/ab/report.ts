@@ -129,10 +129,24 @@ const esc = (s: string): string =>
 
 const COLORS = { A: '#2f6fb3', B: '#e07b1a' } as const;
 
+/** A tick label: a round number without trailing zeros, thousands grouped. */
+function tick(v: number): string {
+  return Number(v.toPrecision(3)).toLocaleString('en-US', { maximumFractionDigits: 6 });
+}
+
+/** A latency tick in µs, written in the unit that reads best: "20 µs", "2 ms", "1.5 s". */
+function timeTick(us: number): string {
+  if (us >= 1e6) return `${tick(us / 1e6)} s`;
+  if (us >= 1e3) return `${tick(us / 1e3)} ms`;
+  return `${tick(us)} µs`;
+}
+
 function niceLogTicks(lo: number, hi: number): number[] {
   const ticks: number[] = [];
+  // 1-2-5 steps while they fit; only powers of ten over a wide range.
+  const steps = Math.log10(hi / lo) > 4 ? [1] : [1, 2, 5];
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of [1, 2, 5]) {
+    for (const m of steps) {
       const v = m * Math.pow(10, e);
       if (v >= lo * 0.999 && v <= hi * 1.001) ticks.push(v);
     }
@@ -144,7 +158,7 @@ function niceLogTicks(lo: number, hi: number): number[] {
 function percentileChart(r: AbResult): string {
   const W = 760;
   const H = 380;
-  const m = { l: 64, r: 20, t: 20, b: 48 };
+  const m = { l: 76, r: 20, t: 20, b: 48 };
   const x = (p: number): number => Math.log10(100 / Math.max(100 - p, 1e-9));
   type Series = { side: 'A' | 'B'; pts: [number, number][]; merged: boolean };
   const series: Series[] = [];
@@ -166,7 +180,7 @@ function percentileChart(r: AbResult): string {
   parts.push(`<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="latency by percentile">`);
   for (const t of niceLogTicks(yLo, yHi)) {
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(t).toFixed(1)}" y2="${py(t).toFixed(1)}" class="grid"/>`);
-    parts.push(`<text x="${m.l - 6}" y="${(py(t) + 4).toFixed(1)}" text-anchor="end">${esc(fmt(t))}</text>`);
+    parts.push(`<text x="${m.l - 6}" y="${(py(t) + 4).toFixed(1)}" text-anchor="end">${esc(timeTick(t))}</text>`);
   }
   for (let d = 0; d <= xMax; d++) {
     const label = d === 0 ? '0%' : `${(100 - 100 / Math.pow(10, d)).toFixed(Math.max(0, d - 2))}%`;
@@ -175,7 +189,7 @@ function percentileChart(r: AbResult): string {
   }
   parts.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 8}" text-anchor="middle" class="axis">percentile</text>`);
   parts.push(
-    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle" class="axis">latency (µs, log scale)</text>`,
+    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle" class="axis">latency (log scale)</text>`,
   );
   for (const s of [...series.filter((q) => !q.merged), ...series.filter((q) => q.merged)]) {
     if (s.pts.length === 0) continue;
@@ -224,7 +238,7 @@ function barChart(
   for (let i = 0; i * step <= top * 1.0001; i++) {
     const v = i * step;
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(v).toFixed(1)}" y2="${py(v).toFixed(1)}" class="grid"/>`);
-    parts.push(`<text x="${m.l - 6}" y="${(py(v) + 4).toFixed(1)}" text-anchor="end">${esc(fmt(v))}</text>`);
+    parts.push(`<text x="${m.l - 6}" y="${(py(v) + 4).toFixed(1)}" text-anchor="end">${esc(tick(v))}</text>`);
   }
   groups.forEach((g, i) => {
     const cx = m.l + gw * (i + 0.5);

@@ -183,7 +183,7 @@ async function runSide(ctx: Ctx, round: number, side: AbSide): Promise<AbRound> 
     progress('client');
     // (a client that died meanwhile is reported by driveClient; the send error adds nothing)
     if (client.running) client.child.send({ t: 'go' } satisfies ToolMessage, () => undefined);
-    const res = await driveClient(ctx, client, server, (phase, elapsed, ops) => {
+    const res = await driveClient(ctx, `round ${round} side ${side}`, client, server, (phase, elapsed, ops) => {
       const total = phase === 'warmup' ? o.warmup : o.duration;
       progress(phase, total === null ? { elapsed, ops } : { elapsed, ops, total });
     });
@@ -246,10 +246,12 @@ interface ClientOutcome {
   status: Record<string, number>;
   reconnects: number;
   diag: string[];
+  unfinished: number;
 }
 
 function driveClient(
   ctx: Ctx,
+  where: string,
   client: Proc,
   server: Proc,
   onPhase: (phase: 'warmup' | 'measure', elapsed: number, ops: number) => void,
@@ -273,7 +275,7 @@ function driveClient(
     const serverDied = (): AbError =>
       new AbError(
         'ERR_VLS_AB_SERVER_DIED',
-        `the server exited while the client was running (${server.describeExit()})`,
+        `${where}: the server exited while the client was running (${server.describeExit()})`,
         server.output(),
       );
     // The client fails first when the server dies (its connections reset): give the server's exit
@@ -282,7 +284,7 @@ function driveClient(
       void within(server.exited, 300).then(() => {
         if (!server.running && !server.stopping) return finish(serverDied());
         const what = failed ? `${failed.message} (${failed.code})` : `the client exited without a result (${client.describeExit()})`;
-        finish(new AbError('ERR_VLS_AB_CLIENT_FAILED', `load generator failed: ${what}`, failed ? undefined : client.output()));
+        finish(new AbError('ERR_VLS_AB_CLIENT_FAILED', `${where}: load generator failed: ${what}`, failed ? undefined : client.output()));
       });
     };
     const onMessage = (m: ClientMessage): void => {
@@ -311,6 +313,7 @@ function driveClient(
             status: m.status,
             reconnects: m.reconnects,
             diag: m.diag,
+            unfinished: m.unfinished,
           });
           break;
         case 'failed':
@@ -327,7 +330,7 @@ function driveClient(
     });
     void client.exited.then(judge);
     const timer = setTimeout(
-      () => finish(new AbError('ERR_VLS_AB_TIMEOUT', `the round did not finish within ${limitMs / 1000} s`, client.output())),
+      () => finish(new AbError('ERR_VLS_AB_TIMEOUT', `${where} did not finish within ${limitMs / 1000} s`, client.output())),
       limitMs,
     );
   });
@@ -373,8 +376,10 @@ function roundOf(ctx: Ctx, round: number, side: AbSide, r: ClientOutcome, publis
   if (r.reconnects > 0) {
     ctx.warnings.push(`${side} round ${round}: the server closed connections after responses; ${r.reconnects} reconnects were measured too`);
   }
-  if (r.ops === 0) {
-    ctx.warnings.push(`${side} round ${round}: no operation completed in the measured window (${r.diag.join('; ')})`);
+  if (r.ops === 0 || r.unfinished > 0 || r.diag.length > 0) {
+    const what =
+      r.ops === 0 ? 'no operation completed in the measured window' : r.unfinished > 0 ? `${r.unfinished} operation(s) stuck` : 'connections stuck at the end';
+    ctx.warnings.push(`${side} round ${round}: ${what} (${r.diag.join('; ')})`);
   }
   const h = decodeHistogram(r.histogram);
   const out: AbRound = {
@@ -388,6 +393,7 @@ function roundOf(ctx: Ctx, round: number, side: AbSide, r: ClientOutcome, publis
     cpu: cpuOf(o, r.cpuUs / 1e6, r.serverSec, r.ops, r.bytes),
     transport,
     reconnects: r.reconnects,
+    unfinished: r.unfinished,
     histogram: r.histogram,
   };
   if (published !== undefined) out.published = published;

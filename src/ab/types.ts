@@ -151,6 +151,12 @@ export interface AbRound {
   status?: Record<string, number>;
   /** Connections the client had to open again (the server closed them). */
   reconnects: number;
+  /**
+   * Operations (or bulk connections waiting for 'drain') still outstanding 2 s (or twice the
+   * slowest operation of the window) after the window ended: stuck. Each stuck operation is in the histogram with the time it had waited at the end
+   * of the window (a lower bound).
+   */
+  unfinished: number;
   /** The round's latency histogram (nanoseconds), HdrHistogram compressed base64 encoding. */
   histogram: string;
 }
