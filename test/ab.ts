@@ -164,8 +164,8 @@ t.test('the built-in example: table, JSON and an HTML report with plots and no e
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-t.test('--json - writes the result to stdout and the table to stderr', async (t) => {
-  const run = await vlsAb([...FAST, '--rounds', '1', '--workload', 'bulk', '--json', '-']);
+t.test('bulk on the built-in sink, both on CPU 0: --json - writes the result to stdout and the table to stderr', async (t) => {
+  const run = await vlsAb([...FAST, '--rounds', '1', '--workload', 'bulk', '--placement', 'same', '--json', '-']);
   t.equal(run.code, 0, run.stderr);
   const r = JSON.parse(run.stdout) as AbResult;
   checkResult(t, r, 1);
@@ -195,11 +195,13 @@ t.test('--server wraps a real echo server (open loop, 2 connections, split place
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-t.test('--server wraps a real http server (chunked responses, POST bodies, path)', async (t) => {
-  const run = await vlsAb([...FAST, '--rounds', '1', '--workload', 'http', '--port', '24102', '--connections', '2', '--path', '/x?y=1', '--size', '100', '--json', '-', '--quiet', '--', 'node', fixture, 'http', '24102']);
+t.test('--server wraps a real http server (chunked responses, POST bodies, path, --requests)', async (t) => {
+  const run = await vlsAb(['--requests', '400', '--warmup', '0.1', '--rounds', '1', '--workload', 'http', '--port', '24102', '--connections', '2', '--path', '/x?y=1', '--size', '100', '--json', '-', '--quiet', '--', 'node', fixture, 'http', '24102']);
   t.equal(run.code, 0, run.stderr);
   const r = JSON.parse(run.stdout) as AbResult;
   checkResult(t, r, 1);
+  t.match(r.options, { requests: 400, duration: null, path: '/x?y=1', size: 100 });
+  t.ok([r.sides.A, r.sides.B].every((s) => s.rounds.every((x) => x.ops >= 400 && x.ops <= 401)), 'the window ends after --requests operations');
   t.equal(r.units.throughput, 'req/s');
   for (const s of [r.sides.A, r.sides.B]) {
     for (const x of s.rounds) t.same(Object.keys(x.status ?? {}), ['2xx'], `${s.side} round ${x.round}: every response 2xx`);
