@@ -1031,9 +1031,19 @@ static void vls__apply(vls_worker_t *w, const vls_evt_t *e) {
     return;
   }
   switch (e->type) {
-  case VLS_EVT_RX:
-    vls__epoll_notify(w, s, VLS_EPOLLIN);
+  case VLS_EVT_RX: {
+    /* The writer sets has_event after its bytes are visible, so a reader that was awake may
+     * have read them (and re-armed) before the flag went up: this event then finds the fifo
+     * empty with the flag set, and the writer's next bytes would signal nobody. Re-arm here
+     * (with the re-check) and report only bytes that are really there. */
+    int report = 1;
+    vls_ct_shared_t *ct = s->ct;
+    vls__slock(s);
+    if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) == 0) report = 0;
+    vls__sunlock(s, ct);
+    if (report) vls__epoll_notify(w, s, VLS_EPOLLIN);
     break;
+  }
   case VLS_EVT_TX:
     if (s->state == VLS_SS_CLOSING && vls_fifo_max_enqueue(&s->tx) == s->tx.size)
       s->state = VLS_SS_APP_CLOSED;
