@@ -119,6 +119,7 @@ async function run(opts = {}, log = () => {}) {
   for (const pl of placements) {
     tables[pl] = new c.Table({
       id: `bulk.${pl}`,
+      setup: c.PLACEMENTS[pl].short,
       title: `${c.PLACEMENTS[pl].label}: ${mib} MiB in 64 KiB writes, median [min-max] of ${c.plural(runs, 'run')}`,
       variants: variants.map((v) => VARIANTS[v]),
       metrics: [
@@ -135,9 +136,7 @@ async function run(opts = {}, log = () => {}) {
     for (let round = 0; round < runs; round++) {
       for (const pl of placements) {
         for (const v of c.rotate(variants, round)) {
-          const r = await runOne(v, pl, total, runtime, seq++);
-          tables[pl].add(v, round, r.metrics, { cutThrough: r.cutThrough, transportOk: r.transportOk, receiver: r.receiver, sender: r.sender });
-          log('.');
+          await c.measure(tables[pl], v, round, () => runOne(v, pl, total, runtime, seq++), log);
         }
       }
     }

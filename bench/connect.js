@@ -118,6 +118,7 @@ async function run(opts = {}, log = () => {}) {
   for (const pl of placements) {
     tables[pl] = new c.Table({
       id: `connect.${pl}`,
+      setup: c.PLACEMENTS[pl].short,
       title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} sequential connections per run, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
       variants: variants.map((v) => VARIANTS[v]),
       metrics: [
@@ -135,9 +136,7 @@ async function run(opts = {}, log = () => {}) {
     for (let round = 0; round < cfg.runs; round++) {
       for (const pl of placements) {
         for (const v of c.rotate(variants, round)) {
-          const r = await runOne(v, pl, cfg, runtime, seq++);
-          tables[pl].add(v, round, r.metrics, { cutThrough: r.cutThrough, transportOk: r.transportOk, client: r.client, serverConnections: r.serverConnections });
-          log('.');
+          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime, seq++), log);
         }
       }
     }

@@ -141,6 +141,7 @@ async function run(opts = {}, log = () => {}) {
     for (const n of connections) {
       tables[`${pl}.${n}`] = new c.Table({
         id: `http.${pl}.c${n}`,
+        setup: `${n} connection${n > 1 ? 's' : ''}, ${c.PLACEMENTS[pl].short}`,
         title: `${n} connection${n > 1 ? 's' : ''}, ${c.PLACEMENTS[pl].label}: ${cfg.duration} s per run after ${cfg.warmup} s warm-up, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
         variants: variants.map((v) => VARIANTS[v]),
         metrics: [
@@ -164,15 +165,7 @@ async function run(opts = {}, log = () => {}) {
       for (const pl of placements) {
         for (const n of connections) {
           for (const v of c.rotate(variants, round)) {
-            const r = await runOne(v, pl, n, cfg, runtime);
-            tables[`${pl}.${n}`].add(v, round, r.metrics, {
-              cutThrough: r.cutThrough,
-              transportOk: r.transportOk,
-              serverConnections: r.serverConnections,
-              load: r.load,
-              serverCpu: r.serverCpu,
-            });
-            log('.');
+            await c.measure(tables[`${pl}.${n}`], v, round, () => runOne(v, pl, n, cfg, runtime), log);
           }
         }
       }

@@ -239,6 +239,7 @@ async function run(opts = {}, log = () => {}) {
   for (const pl of placements) {
     tables[pl] = new c.Table({
       id: `idle.${pl}`,
+      setup: `${cfg.sessions} idle, ${c.PLACEMENTS[pl].short}`,
       title:
         `${cfg.sessions} idle connections, ${c.PLACEMENTS[pl].label}; per idle connection, both processes together; ` +
         `ping-pong ${cfg.iters} round trips; median [min-max] of ${c.plural(cfg.runs, 'run')}`,
@@ -248,6 +249,7 @@ async function run(opts = {}, log = () => {}) {
         { id: 'heap', label: 'JS heap KiB', short: 'heap', decimals: 2 },
         { id: 'shm', label: 'shm touched KiB', short: 'shm', decimals: 2 },
         { id: 'segment', label: 'segment KiB', short: 'segment', decimals: 2 },
+        { id: 'bookkeeping', label: 'segment B beyond the fifos', short: 'bookkeeping', decimals: 0, hidden: true },
         { id: 'openUs', label: 'open µs', short: 'open', decimals: 0 },
         { id: 'p50idle0', label: 'rtt p50 0 idle', short: 'p50 0', decimals: 1 },
         { id: 'p50idleN', label: `rtt p50 ${cfg.sessions} idle`, short: 'p50 N', decimals: 1 },
@@ -268,9 +270,7 @@ async function run(opts = {}, log = () => {}) {
     for (let round = 0; round < cfg.runs; round++) {
       for (const pl of placements) {
         for (const v of c.rotate(variants, round)) {
-          const r = await runOne(v, pl, cfg, runtime);
-          tables[pl].add(v, round, r.metrics, { cutThrough: r.cutThrough, transportOk: r.transportOk, detail: r.detail });
-          log('.');
+          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime), log);
         }
       }
     }

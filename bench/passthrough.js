@@ -64,6 +64,7 @@ async function run(opts = {}, log = () => {}) {
   for (const pl of placements) {
     tables[pl] = new c.Table({
       id: `passthrough.${pl}`,
+      setup: c.PLACEMENTS[pl].short,
       title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} connect+echo+close, then ${cfg.iters} ping-pong round trips, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
       variants: variants.map((v) => VARIANTS[v]),
       metrics: [
@@ -85,9 +86,7 @@ async function run(opts = {}, log = () => {}) {
     for (let round = 0; round < cfg.runs; round++) {
       for (const pl of placements) {
         for (const v of c.rotate(variants, round)) {
-          const r = await runOne(v, pl, cfg, runtime);
-          tables[pl].add(v, round, r.metrics, { transportOk: r.transportOk, connect: r.connect, pingpong: r.pingpong });
-          log('.');
+          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime), log);
         }
       }
     }

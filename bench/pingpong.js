@@ -192,7 +192,7 @@ async function runOne(variant, placement, cfg, runtime, seq) {
     const clientArgs = ['child', variant === 'api' ? 'api-client' : 'client', target, cfg.warmup, cfg.iters];
     const client = c.spawnNode({ script: __filename, args: clientArgs, layer, cpu: p.client, runtime, env, name: `pingpong ${variant} client` });
     children.push(client);
-    const timeout = 60000 + cfg.iters * 2;
+    const timeout = 30000 + cfg.iters; // 1 ms per round trip: 20-50x what one takes
     const [cr, sr] = await Promise.all([client.waitFor('RESULT', timeout), server.waitFor('RESULT', timeout)]);
     const expected = { tcp: 'TCP', unix: 'Pipe', layer: 'SessionHandle', poll50: 'SessionHandle', api: 'VlsSession' }[variant];
     return {
@@ -237,6 +237,7 @@ async function run(opts = {}, log = () => {}) {
   for (const pl of placements) {
     tables[pl] = new c.Table({
       id: `pingpong.${pl}`,
+      setup: c.PLACEMENTS[pl].short,
       title: `${c.PLACEMENTS[pl].label}: 64 B round trip, ${cfg.iters} timed round trips per run, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
       variants: variants.map((v) => VARIANTS[v]),
       metrics,
@@ -249,9 +250,7 @@ async function run(opts = {}, log = () => {}) {
     for (let round = 0; round < cfg.runs; round++) {
       for (const pl of placements) {
         for (const v of c.rotate(variants, round)) {
-          const r = await runOne(v, pl, cfg, runtime, seq++);
-          tables[pl].add(v, round, r.metrics, { cutThrough: r.cutThrough, transportOk: r.transportOk, client: r.client, server: r.server });
-          log('.');
+          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime, seq++), log);
         }
       }
     }

@@ -57,7 +57,8 @@ async function main() {
   }
   result.seconds = (Date.now() - started) / 1000;
   const checks = result.benchmarks.flatMap((b) => b.checks.map((x) => ({ benchmark: b.name, ...x })));
-  result.summary = { targets: checks.length, passed: checks.filter((x) => x.pass).length };
+  const failures = result.benchmarks.flatMap((b) => b.tables.flatMap((t) => t.failures.map((f) => ({ table: t.id, ...f }))));
+  result.summary = { targets: checks.length, passed: checks.filter((x) => x.pass).length, failedRuns: failures.length };
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   fs.writeFileSync(out.replace(/\.json$/, '') + '.md', renderMarkdown(result));
@@ -66,13 +67,18 @@ async function main() {
   } else {
     process.stdout.write(`targets met: ${result.summary.passed} of ${result.summary.targets}\n`);
     for (const x of checks) process.stdout.write(`  ${x.pass ? 'pass' : 'FAIL'}  ${x.benchmark}: ${x.label}\n`);
+    if (failures.length) {
+      process.stdout.write(`\n${failures.length} run(s) FAILED and were left out of the numbers:\n`);
+      for (const f of failures) process.stdout.write(`  ${f.table} ${f.variant} round ${f.round + 1}: ${f.error.split('\n')[0].slice(0, 300)}\n`);
+    }
     const m = result.machine;
     process.stdout.write(
       `\n${result.seconds.toFixed(0)} s; node ${m.node}, ${m.cpus} CPUs (${m.cpuModel}), Linux ${m.kernel}, commit ${m.commit}${m.dirty ? ' (modified)' : ''}\n` +
         `written: ${path.relative(process.cwd(), out)} and ${path.relative(process.cwd(), out.replace(/\.json$/, '') + '.md')}\n`,
     );
   }
-  return 0;
+  // The report is written either way; a failed run makes the command fail.
+  return failures.length ? 1 : 0;
 }
 
 main().then(

@@ -73,9 +73,9 @@ function argError(msg) {
 
 /** The CPU placements: where the two processes of a run are pinned (taskset -c). */
 const PLACEMENTS = {
-  same: { label: 'same CPU (both processes taskset -c 0)', server: 0, client: 0 },
-  split: { label: 'one per CPU (taskset -c 0 / taskset -c 1)', server: 0, client: 1 },
-  unpinned: { label: 'unpinned (the scheduler places them)', server: null, client: null },
+  same: { label: 'same CPU (both processes taskset -c 0)', short: 'same CPU', server: 0, client: 0 },
+  split: { label: 'one per CPU (taskset -c 0 / taskset -c 1)', short: 'one per CPU', server: 0, client: 1 },
+  unpinned: { label: 'unpinned (the scheduler places them)', short: 'unpinned', server: null, client: null },
 };
 
 function checkPlacements(list) {
@@ -350,9 +350,10 @@ function spread(xs) {
  * the spread of those paired ratios and its value their median.
  */
 class Table {
-  constructor({ id, title, variants, metrics, ratios = [], note }) {
+  constructor({ id, title, setup, variants, metrics, ratios = [], note }) {
     this.id = id;
     this.title = title;
+    this.setup = setup; // a short name of what is fixed in this table (placement, connections)
     this.note = note;
     this.variants = variants; // [{ id, label, layer?: bool }]
     this.metrics = metrics; // [{ id, label, decimals }]
@@ -362,6 +363,12 @@ class Table {
 
   add(variant, round, metrics, extra = {}) {
     this.runs.push({ variant, round, metrics, ...extra });
+  }
+
+  /** A run that failed (a child died, hung or misbehaved): kept out of the numbers, reported. */
+  fail(variant, round, err) {
+    this.failures = this.failures || [];
+    this.failures.push({ variant, round, error: String((err && err.message) || err) });
   }
 
   /** Summaries: values[variant][metric] = { median, min, max, runs }. */
@@ -409,6 +416,7 @@ class Table {
     return {
       id: this.id,
       title: this.title,
+      setup: this.setup,
       note: this.note,
       variants: this.variants,
       metrics: this.metrics,
@@ -416,6 +424,7 @@ class Table {
       ratios: s.ratios,
       cutThrough: s.cutThrough,
       runs: this.runs,
+      failures: this.failures || [],
     };
   }
 }
@@ -450,7 +459,8 @@ function fmtCell(s, d) {
 function renderTable(t) {
   const j = t.toJSON ? t.toJSON() : t;
   const rows = [];
-  const head = ['variant', ...j.metrics.map((m) => m.label)];
+  const shown = j.metrics.filter((m) => !m.hidden);
+  const head = ['variant', ...shown.map((m) => m.label)];
   const ratioCols = [];
   for (const r of j.ratios) {
     const key = `${r.metric}/${r.vs}`;
@@ -466,7 +476,7 @@ function renderTable(t) {
   rows.push(head);
   for (const v of j.variants) {
     const row = [v.label + (v.layer && j.cutThrough[v.id] && j.cutThrough[v.id].cutThrough < j.cutThrough[v.id].runs ? ' (NOT cut-through!)' : '')];
-    for (const m of j.metrics) row.push(fmtCell(j.values[v.id] && j.values[v.id][m.id], m.decimals));
+    for (const m of shown) row.push(fmtCell(j.values[v.id] && j.values[v.id][m.id], m.decimals));
     for (const key of ratioCols) {
       const [metric, vs] = key.split('/');
       const r = j.ratios.find((x) => x.variant === v.id && x.metric === metric && x.vs === vs);
@@ -478,6 +488,7 @@ function renderTable(t) {
   const lines = [`-- ${j.title}`];
   if (j.note) lines.push(`   ${j.note}`);
   for (const r of rows) lines.push('   ' + r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd());
+  for (const f of j.failures || []) lines.push(`   FAILED RUN (left out): ${f.variant}, round ${f.round + 1}: ${f.error.split('\n')[0].slice(0, 300)}`);
   return lines;
 }
 
@@ -503,6 +514,24 @@ function renderBenchmark(res) {
 /** "1 run", "3 runs". */
 function plural(n, word) {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * Runs one measurement and files it in the table; a run that fails is recorded as a failure and
+ * the suite goes on (one hang must not cost the whole run), printed as 'x' in the progress dots.
+ */
+async function measure(table, variant, round, fn, log) {
+  let r;
+  try {
+    r = await fn();
+  } catch (e) {
+    table.fail(variant, round, e);
+    log('x');
+    return;
+  }
+  const { metrics, ...extra } = r;
+  table.add(variant, round, metrics, extra);
+  log('.');
 }
 
 /** Rotates a list by `k` (so each round starts with a different variant). */
@@ -547,6 +576,7 @@ function standalone(mod) {
     .then((res) => {
       if (opts.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
       else process.stdout.write(renderBenchmark(res) + '\n');
+      if (res.tables.some((t) => t.failures.length)) process.exitCode = 1;
     })
     .catch((e) => {
       if (e && e.code === 'ERR_INVALID_ARG_VALUE') {
@@ -575,6 +605,7 @@ module.exports = {
   knobKnown,
   layerActive,
   machineInfo,
+  measure,
   makeRuntime,
   median,
   newHistogram,

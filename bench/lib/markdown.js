@@ -14,8 +14,7 @@ function cell(s, d) {
 }
 
 function groupName(t) {
-  // "same CPU (both processes taskset -c 0): 64 B round trip, ..." -> "same CPU (both processes taskset -c 0)"
-  return t.title.split(':')[0];
+  return t.setup || t.title.split(':')[0];
 }
 
 function renderBenchmarkMd(b) {
@@ -31,12 +30,13 @@ function renderBenchmarkMd(b) {
     const v = first.variants.find((x) => x.id === vs);
     return `${metric ? metric.short || m : m} vs ${v ? v.short || vs : vs}`;
   };
-  const head = ['placement / setup', 'variant', ...first.metrics.map((m) => m.label), ...ratioKeys.map(ratioLabel)];
+  const shown = first.metrics.filter((m) => !m.hidden);
+  const head = ['setup', 'variant', ...shown.map((m) => m.label), ...ratioKeys.map(ratioLabel)];
   lines.push(`| ${head.join(' | ')} |`, `| ${head.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`);
   for (const t of b.tables) {
     for (const v of t.variants) {
       const row = [groupName(t), v.label];
-      for (const m of first.metrics) row.push(cell(t.values[v.id] && t.values[v.id][m.id], m.decimals));
+      for (const m of shown) row.push(cell(t.values[v.id] && t.values[v.id][m.id], m.decimals));
       for (const k of ratioKeys) {
         const [m, vs] = k.split('/');
         const r = t.ratios.find((x) => x.variant === v.id && x.metric === m && x.vs === vs);
@@ -46,6 +46,7 @@ function renderBenchmarkMd(b) {
     }
   }
   lines.push('');
+  for (const t of b.tables) for (const f of t.failures || []) lines.push(`Failed run (left out): ${t.id} ${f.variant} round ${f.round + 1}: ${f.error.split('\n')[0]}`, '');
   if (b.checks.length) {
     lines.push('Targets:', '');
     for (const c of b.checks) {
@@ -59,6 +60,68 @@ function renderBenchmarkMd(b) {
   return lines.join('\n');
 }
 
+const OPS = { '<=': '≤', '<': '<', '>=': '≥', '>': '>' };
+
+/**
+ * One row per (table, layer variant, metric) that has targets: the plain baseline, Unix where
+ * measured, the layer, and each target with its verdict. The tables' first variant is the plain
+ * baseline by construction (TCP, or the plain client for passthrough).
+ */
+function summaryRows(result, variants = ['layer']) {
+  const rows = [];
+  for (const b of result.benchmarks) {
+    for (const chk of b.checks) {
+      if (!variants.includes(chk.variant)) continue;
+      const t = b.tables.find((x) => x.id === chk.table);
+      if (!t) continue;
+      const metricId = chk.vs ? chk.metric : chk.metric;
+      const key = `${chk.table}|${chk.variant}|${metricId}`;
+      let row = rows.find((r) => r.key === key);
+      if (!row) {
+        const metric = t.metrics.find((m) => m.id === metricId);
+        const base = t.variants[0];
+        const unix = t.variants.find((v) => v.id === 'unix');
+        const val = (v) => (v && t.values[v.id] ? t.values[v.id][metricId] : undefined);
+        row = {
+          key,
+          benchmark: b.name,
+          setup: groupName(t),
+          measure: metric ? metric.label : null,
+          decimals: metric ? metric.decimals : 2,
+          base: val(base),
+          unix: val(unix),
+          layer: val(t.variants.find((v) => v.id === chk.variant)),
+          targets: [],
+        };
+        rows.push(row);
+      }
+      row.targets.push(chk);
+    }
+  }
+  return rows;
+}
+
+function renderSummaryMd(result) {
+  const lines = [
+    '| benchmark | setup | measure | plain Node | Unix | layer | layer vs target | met |',
+    '| --- | --- | --- | ---: | ---: | ---: | --- | --- |',
+  ];
+  for (const r of summaryRows(result)) {
+    const tg = r.targets
+      .map((c) => {
+        const u = c.unit === undefined ? 'x' : c.unit;
+        const d = c.decimals === undefined ? 2 : c.decimals;
+        const vs = c.vs ? ` ${c.vs === 'unix' ? 'Unix' : c.vs === 'plain' ? 'plain' : 'TCP'}` : '';
+        return `${num(c.value, d)}${u} (${OPS[c.op] || c.op} ${c.limit}${u}${vs})`;
+      })
+      .join('; ');
+    const met = r.targets.map((c) => (c.pass ? 'yes' : '**no**')).join(', ');
+    const measure = r.measure || r.targets[0].label.replace(/^[^:]*: /, '');
+    lines.push(`| ${r.benchmark} | ${r.setup} | ${measure} | ${r.measure ? cell(r.base, r.decimals) : ''} | ${r.measure ? cell(r.unix, r.decimals) : ''} | ${r.measure ? cell(r.layer, r.decimals) : ''} | ${tg} | ${met} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 function renderMarkdown(result) {
   const m = result.machine;
   const head = [
@@ -67,8 +130,16 @@ function renderMarkdown(result) {
     `\`${result.command}\`, ${m.date}: Node ${m.node}, ${m.cpus} CPUs (${m.cpuModel}), Linux ${m.kernel}, commit ${m.commit}${m.dirty ? ' (modified)' : ''}; ` +
       `${Math.round(result.seconds)} s. Median of the runs (min-max); ratios are medians of per-round ratios.`,
     '',
+    '',
   ];
-  return head.join('\n') + result.benchmarks.map(renderBenchmarkMd).join('\n') + `\nTargets met: ${result.summary.passed} of ${result.summary.targets}.\n`;
+  return (
+    head.join('\n') +
+    '### Targets (the layer row of each benchmark)\n\n' +
+    renderSummaryMd(result) +
+    '\n' +
+    result.benchmarks.map(renderBenchmarkMd).join('\n') +
+    `\nTargets met: ${result.summary.passed} of ${result.summary.targets}.\n`
+  );
 }
 
-module.exports = { renderMarkdown };
+module.exports = { renderMarkdown, renderSummaryMd, summaryRows };
