@@ -119,9 +119,25 @@ function knobKnown(name) {
 
 // ---- processes -------------------------------------------------------------------------------
 
-/** A private VLS_RUNTIME_DIR (namespaces live under it), removed by the caller. */
+const runtimes = new Set();
+let cleanupInstalled = false;
+
+/**
+ * A private VLS_RUNTIME_DIR (namespaces live under it), removed by the caller; also removed if the
+ * orchestrator is interrupted (its children exit by themselves when their stdin closes).
+ */
 function makeRuntime() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'vls-bench-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vls-bench-'));
+  runtimes.add(dir);
+  if (!cleanupInstalled) {
+    cleanupInstalled = true;
+    process.once('exit', () => {
+      for (const d of runtimes) fs.rmSync(d, { recursive: true, force: true });
+    });
+    process.once('SIGINT', () => process.exit(130));
+    process.once('SIGTERM', () => process.exit(143));
+  }
+  return dir;
 }
 
 /**
