@@ -410,7 +410,9 @@ class Table {
           const base = this.runs.find((x) => x.variant === spec.vs && x.round === r.round);
           const a = r.metrics[spec.metric];
           const b = base && base.metrics[spec.metric];
-          if (typeof a === 'number' && typeof b === 'number' && b > 0) xs.push(a / b);
+          // Both sides positive: a memory growth measured below zero (noise at a small scale) or
+          // a zero baseline (no shared memory for TCP) makes no ratio.
+          if (typeof a === 'number' && typeof b === 'number' && a > 0 && b > 0) xs.push(a / b);
         }
         if (xs.length) ratios.push({ variant: v.id, metric: spec.metric, vs: spec.vs, ...spread(xs) });
       }
