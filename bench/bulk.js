@@ -77,7 +77,14 @@ async function runOne(variant, placement, total, runtime, seq) {
   const where = variant === 'unix' ? path.join(runtime, `bulk-${seq}.sock`) : 'tcp';
   const children = [];
   try {
-    const server = c.spawnNode({ script: __filename, args: ['child', 'receiver', where, total], layer, cpu: p.server, runtime, name: `bulk ${variant} receiver` });
+    const server = c.spawnNode({
+      script: __filename,
+      args: ['child', 'receiver', where, total],
+      layer,
+      cpu: p.server,
+      runtime,
+      name: `bulk ${variant} receiver`,
+    });
     children.push(server);
     const ready = await server.waitFor('READY', 30000);
     const client = c.spawnNode({
@@ -147,8 +154,28 @@ async function run(opts = {}, log = () => {}) {
   const checks = [];
   if (variants.includes('layer')) {
     for (const pl of placements) {
-      if (variants.includes('tcp')) checks.push(c.check(tables[pl], { variant: 'layer', metric: 'gbps', vs: 'tcp', op: '>=', limit: 2, label: `${pl}: layer GB/s >= 2x TCP` }));
-      if (variants.includes('unix')) checks.push(c.check(tables[pl], { variant: 'layer', metric: 'gbps', vs: 'unix', op: '>=', limit: 1.3, label: `${pl}: layer GB/s >= 1.3x Unix` }));
+      if (variants.includes('tcp'))
+        checks.push(
+          c.check(tables[pl], {
+            variant: 'layer',
+            metric: 'gbps',
+            vs: 'tcp',
+            op: '>=',
+            limit: 2,
+            label: `${pl}: layer GB/s >= 2x TCP`,
+          }),
+        );
+      if (variants.includes('unix'))
+        checks.push(
+          c.check(tables[pl], {
+            variant: 'layer',
+            metric: 'gbps',
+            vs: 'unix',
+            op: '>=',
+            limit: 1.3,
+            label: `${pl}: layer GB/s >= 1.3x Unix`,
+          }),
+        );
     }
   }
   return {

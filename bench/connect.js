@@ -73,7 +73,14 @@ async function runOne(variant, placement, cfg, runtime, seq) {
   const where = variant === 'unix' ? path.join(runtime, `conn-${seq}.sock`) : 'tcp';
   const children = [];
   try {
-    const srv = c.spawnNode({ script: __filename, args: ['child', 'server', where], layer, cpu: p.server, runtime, name: `connect ${variant} server` });
+    const srv = c.spawnNode({
+      script: __filename,
+      args: ['child', 'server', where],
+      layer,
+      cpu: p.server,
+      runtime,
+      name: `connect ${variant} server`,
+    });
     children.push(srv);
     const ready = await srv.waitFor('READY', 30000);
     const cl = c.spawnNode({
@@ -113,7 +120,8 @@ async function run(opts = {}, log = () => {}) {
   const placements = c.checkPlacements(opts.placements || ['same', 'unpinned', 'split']);
   const variants = c.checkVariants(opts.variants || ['tcp', 'unix', 'layer'], Object.keys(VARIANTS));
   const ratios = [];
-  if (variants.includes('tcp')) ratios.push({ metric: 'p50', vs: 'tcp' }, { metric: 'p99', vs: 'tcp' }, { metric: 'rate', vs: 'tcp' });
+  if (variants.includes('tcp'))
+    ratios.push({ metric: 'p50', vs: 'tcp' }, { metric: 'p99', vs: 'tcp' }, { metric: 'rate', vs: 'tcp' });
   const tables = {};
   for (const pl of placements) {
     tables[pl] = new c.Table({
@@ -147,14 +155,33 @@ async function run(opts = {}, log = () => {}) {
   const checks = [];
   if (variants.includes('layer') && variants.includes('tcp')) {
     for (const pl of placements) {
-      checks.push(c.check(tables[pl], { variant: 'layer', metric: 'p50', vs: 'tcp', op: '<=', limit: 1, label: `${pl}: layer connect p50 no slower than TCP` }));
-      checks.push(c.check(tables[pl], { variant: 'layer', metric: 'rate', vs: 'tcp', op: '>=', limit: 1, label: `${pl}: layer conn/s no lower than TCP` }));
+      checks.push(
+        c.check(tables[pl], {
+          variant: 'layer',
+          metric: 'p50',
+          vs: 'tcp',
+          op: '<=',
+          limit: 1,
+          label: `${pl}: layer connect p50 no slower than TCP`,
+        }),
+      );
+      checks.push(
+        c.check(tables[pl], {
+          variant: 'layer',
+          metric: 'rate',
+          vs: 'tcp',
+          op: '>=',
+          limit: 1,
+          label: `${pl}: layer conn/s no lower than TCP`,
+        }),
+      );
     }
   }
   return {
     name: 'connect',
     title: '4. connect rate: connect, write 1 byte, read the echo, close; sequential',
-    description: 'latency from net.connect() to the echoed byte; conn/s over the whole sequence; ratios: median of per-round ratios [min-max]',
+    description:
+      'latency from net.connect() to the echoed byte; conn/s over the whole sequence; ratios: median of per-round ratios [min-max]',
     settings: { ...cfg, placements, variants },
     seconds: (Date.now() - t0) / 1000,
     tables: placements.map((pl) => tables[pl].toJSON()),

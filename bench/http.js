@@ -80,7 +80,14 @@ async function runOne(variant, placement, conns, cfg, runtime) {
   const layer = variant === 'layer';
   const children = [];
   try {
-    const srv = c.spawnNode({ script: __filename, args: ['child', 'server'], layer, cpu: p.server, runtime, name: `http ${variant} server` });
+    const srv = c.spawnNode({
+      script: __filename,
+      args: ['child', 'server'],
+      layer,
+      cpu: p.server,
+      runtime,
+      name: `http ${variant} server`,
+    });
     children.push(srv);
     const { port } = await srv.waitFor('READY', 30000);
     const ld = c.spawnNode({
@@ -131,7 +138,8 @@ async function run(opts = {}, log = () => {}) {
   };
   const connections = (opts.connections || ['1', '50']).map((x) => {
     const n = Number(x);
-    if (!Number.isInteger(n) || n < 1) throw Object.assign(new TypeError(`--connections: bad count ${JSON.stringify(x)}`), { code: 'ERR_INVALID_ARG_VALUE' });
+    if (!Number.isInteger(n) || n < 1)
+      throw Object.assign(new TypeError(`--connections: bad count ${JSON.stringify(x)}`), { code: 'ERR_INVALID_ARG_VALUE' });
     return n;
   });
   const placements = c.checkPlacements(opts.placements || ['unpinned']);
@@ -177,7 +185,16 @@ async function run(opts = {}, log = () => {}) {
   const checks = [];
   for (const key of Object.keys(tables)) {
     const [pl, n] = key.split('.');
-    checks.push(c.check(tables[key], { variant: 'layer', metric: 'rps', vs: 'tcp', op: '>=', limit: 1.4, label: `${pl}, ${n} conn: layer req/s >= 1.4x TCP` }));
+    checks.push(
+      c.check(tables[key], {
+        variant: 'layer',
+        metric: 'rps',
+        vs: 'tcp',
+        op: '>=',
+        limit: 1.4,
+        label: `${pl}, ${n} conn: layer req/s >= 1.4x TCP`,
+      }),
+    );
   }
   const notes = [];
   for (const key of Object.keys(tables)) {

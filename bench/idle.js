@@ -36,10 +36,18 @@ function memSnapshot() {
   if (c.layerActive()) {
     const w = require(path.join(c.REPO, 'dist', 'src')).currentWorker();
     const st = w && w.stats();
-    if (st && typeof st === 'object') segment = { used: st.segmentUsed, size: st.segmentBytes, sessions: st.sessions, peers: st.peers };
+    if (st && typeof st === 'object')
+      segment = { used: st.segmentUsed, size: st.segmentBytes, sessions: st.sessions, peers: st.peers };
   }
   const cpu = process.cpuUsage();
-  return { ...c.procMemory(), heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, segment, cpu: cpu.user + cpu.system };
+  return {
+    ...c.procMemory(),
+    heapUsed: m.heapUsed,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+    segment,
+    cpu: cpu.user + cpu.system,
+  };
 }
 
 function server() {
@@ -52,7 +60,9 @@ function server() {
     sock.on('error', () => {});
     sock.on('close', () => kinds[k]--);
   });
-  srv.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => c.report('READY', { port: srv.address().port, layer: c.layerActive() }));
+  srv.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () =>
+    c.report('READY', { port: srv.address().port, layer: c.layerActive() }),
+  );
   c.onCommand((cmd) => {
     if (cmd === 'mem') c.report('MEM', { ...memSnapshot(), kinds: { ...kinds } });
     else if (cmd === 'cpu') {
@@ -154,10 +164,28 @@ async function runOne(variant, placement, cfg, runtime) {
   }
   const children = [];
   try {
-    const srv = c.spawnNode({ script: __filename, args: ['child', 'server'], layer, cpu: p.server, runtime, env, nodeArgs: ['--expose-gc'], name: `idle ${variant} server` });
+    const srv = c.spawnNode({
+      script: __filename,
+      args: ['child', 'server'],
+      layer,
+      cpu: p.server,
+      runtime,
+      env,
+      nodeArgs: ['--expose-gc'],
+      name: `idle ${variant} server`,
+    });
     children.push(srv);
     const { port } = await srv.waitFor('READY', 30000);
-    const cl = c.spawnNode({ script: __filename, args: ['child', 'client', port], layer, cpu: p.client, runtime, env, nodeArgs: ['--expose-gc'], name: `idle ${variant} client` });
+    const cl = c.spawnNode({
+      script: __filename,
+      args: ['child', 'client', port],
+      layer,
+      cpu: p.client,
+      runtime,
+      env,
+      nodeArgs: ['--expose-gc'],
+      name: `idle ${variant} client`,
+    });
     children.push(cl);
     await cl.waitFor('READY', 30000);
     const ppTimeout = 60000 + cfg.iters * 2;
@@ -191,7 +219,8 @@ async function runOne(variant, placement, cfg, runtime) {
     const expected = layer ? 'SessionHandle' : 'TCP';
     const idleOk = opened.kinds[expected] === n && (mem1.server.kinds[expected] || 0) >= n + 1;
     const pingOk = pp0.handle === expected && ppN.handle === expected;
-    const segPer = layer && mem1.server.segment && mem0.server.segment ? (mem1.server.segment.used - mem0.server.segment.used) / n : undefined;
+    const segPer =
+      layer && mem1.server.segment && mem0.server.segment ? (mem1.server.segment.used - mem0.server.segment.used) / n : undefined;
     const fifoSize = cfg.fifo || DEFAULT_FIFO;
     return {
       metrics: {
@@ -295,14 +324,36 @@ async function run(opts = {}, log = () => {}) {
       }),
     );
     // The layer's targets; the TCP row is there to compare with.
-    checks.push(c.checkValue({ table: tables[pl].id, label: `${pl}: layer rtt p50, ${cfg.sessions} idle vs 0 idle`, variant: 'layer', metric: 'p50growth', value: s.layer.p50growth, op: '<=', limit: 1.1, unit: 'x' }));
-    checks.push(c.checkValue({ table: tables[pl].id, label: `${pl}: layer CPU per rt, ${cfg.sessions} idle vs 0 idle`, variant: 'layer', metric: 'cpuGrowth', value: s.layer.cpuGrowth, op: '<=', limit: 1.1, unit: 'x' }));
+    checks.push(
+      c.checkValue({
+        table: tables[pl].id,
+        label: `${pl}: layer rtt p50, ${cfg.sessions} idle vs 0 idle`,
+        variant: 'layer',
+        metric: 'p50growth',
+        value: s.layer.p50growth,
+        op: '<=',
+        limit: 1.1,
+        unit: 'x',
+      }),
+    );
+    checks.push(
+      c.checkValue({
+        table: tables[pl].id,
+        label: `${pl}: layer CPU per rt, ${cfg.sessions} idle vs 0 idle`,
+        variant: 'layer',
+        metric: 'cpuGrowth',
+        value: s.layer.cpuGrowth,
+        op: '<=',
+        limit: 1.1,
+        unit: 'x',
+      }),
+    );
   }
   return {
     name: 'idle',
     title: `6. idle sessions: ${cfg.sessions} idle connections between two processes`,
     description:
-      'memory = growth of both processes / idle connections (JS heap after a full GC); segment = the acceptor\'s fifo segment in use ' +
+      "memory = growth of both processes / idle connections (JS heap after a full GC); segment = the acceptor's fifo segment in use " +
       `(worker stats segmentUsed); "does not grow" allows 10% for noise`,
     settings: { ...cfg, fifoSize, placements },
     seconds: (Date.now() - t0) / 1000,

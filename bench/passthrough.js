@@ -26,14 +26,34 @@ async function runOne(variant, placement, cfg, runtime) {
   const children = [];
   try {
     // The server is plain Node in both variants: the peer the layer cannot reach.
-    const srv = c.spawnNode({ script: CONNECT, args: ['child', 'server', 'tcp'], cpu: p.server, runtime, name: 'passthrough server' });
+    const srv = c.spawnNode({
+      script: CONNECT,
+      args: ['child', 'server', 'tcp'],
+      cpu: p.server,
+      runtime,
+      name: 'passthrough server',
+    });
     children.push(srv);
     const { port } = await srv.waitFor('READY', 30000);
-    const cc = c.spawnNode({ script: CONNECT, args: ['child', 'client', port, cfg.warmup, cfg.conns], layer, cpu: p.client, runtime, name: `passthrough ${variant} connect` });
+    const cc = c.spawnNode({
+      script: CONNECT,
+      args: ['child', 'client', port, cfg.warmup, cfg.conns],
+      layer,
+      cpu: p.client,
+      runtime,
+      name: `passthrough ${variant} connect`,
+    });
     children.push(cc);
     const conn = await cc.waitFor('RESULT', 60000 + cfg.conns * 10);
     await cc.close();
-    const pc = c.spawnNode({ script: PINGPONG, args: ['child', 'client', String(port), cfg.ppWarmup, cfg.iters], layer, cpu: p.client, runtime, name: `passthrough ${variant} ping-pong` });
+    const pc = c.spawnNode({
+      script: PINGPONG,
+      args: ['child', 'client', String(port), cfg.ppWarmup, cfg.iters],
+      layer,
+      cpu: p.client,
+      runtime,
+      name: `passthrough ${variant} ping-pong`,
+    });
     children.push(pc);
     const pp = await pc.waitFor('RESULT', 60000 + cfg.iters * 2);
     // Passthrough really happened: kernel TCP sockets, in a process where the layer is active.
@@ -96,8 +116,26 @@ async function run(opts = {}, log = () => {}) {
   log('\n');
   const checks = [];
   for (const pl of placements) {
-    checks.push(c.check(tables[pl], { variant: 'layer', metric: 'connMean', vs: 'plain', op: '<=', limit: 1.02, label: `${pl}: connect+echo+close <= 1.02x plain` }));
-    checks.push(c.check(tables[pl], { variant: 'layer', metric: 'ppP50', vs: 'plain', op: '<=', limit: 1.02, label: `${pl}: ping-pong p50 <= 1.02x plain` }));
+    checks.push(
+      c.check(tables[pl], {
+        variant: 'layer',
+        metric: 'connMean',
+        vs: 'plain',
+        op: '<=',
+        limit: 1.02,
+        label: `${pl}: connect+echo+close <= 1.02x plain`,
+      }),
+    );
+    checks.push(
+      c.check(tables[pl], {
+        variant: 'layer',
+        metric: 'ppP50',
+        vs: 'plain',
+        op: '<=',
+        limit: 1.02,
+        label: `${pl}: ping-pong p50 <= 1.02x plain`,
+      }),
+    );
   }
   const tablesJson = placements.map((pl) => tables[pl].toJSON());
   const bad = tablesJson.flatMap((t) => t.runs.filter((r) => !r.transportOk).map((r) => `${t.id} ${r.variant} round ${r.round}`));
@@ -109,7 +147,9 @@ async function run(opts = {}, log = () => {}) {
     seconds: (Date.now() - t0) / 1000,
     tables: tablesJson,
     checks,
-    notes: bad.length ? [`runs that did not pass through as expected: ${bad.join(', ')}`] : ['every preloaded client had the layer active and kernel TCP sockets'],
+    notes: bad.length
+      ? [`runs that did not pass through as expected: ${bad.join(', ')}`]
+      : ['every preloaded client had the layer active and kernel TCP sockets'],
   };
 }
 

@@ -182,15 +182,32 @@ async function runOne(variant, placement, cfg, runtime, seq) {
   const layer = variant === 'layer' || variant === 'poll50';
   const env = variant === 'poll50' ? { VLS_POLL_USEC: '50' } : {};
   const where = variant === 'unix' ? path.join(runtime, `pp-${seq}.sock`) : 'tcp';
-  const serverArgs = variant === 'api' ? ['child', 'api-server', cfg.warmup, cfg.iters] : ['child', 'server', where, cfg.warmup, cfg.iters];
+  const serverArgs =
+    variant === 'api' ? ['child', 'api-server', cfg.warmup, cfg.iters] : ['child', 'server', where, cfg.warmup, cfg.iters];
   const children = [];
   try {
-    const server = c.spawnNode({ script: __filename, args: serverArgs, layer, cpu: p.server, runtime, env, name: `pingpong ${variant} server` });
+    const server = c.spawnNode({
+      script: __filename,
+      args: serverArgs,
+      layer,
+      cpu: p.server,
+      runtime,
+      env,
+      name: `pingpong ${variant} server`,
+    });
     children.push(server);
     const ready = await server.waitFor('READY', 30000);
     const target = variant === 'unix' ? where : String(ready.port);
     const clientArgs = ['child', variant === 'api' ? 'api-client' : 'client', target, cfg.warmup, cfg.iters];
-    const client = c.spawnNode({ script: __filename, args: clientArgs, layer, cpu: p.client, runtime, env, name: `pingpong ${variant} client` });
+    const client = c.spawnNode({
+      script: __filename,
+      args: clientArgs,
+      layer,
+      cpu: p.client,
+      runtime,
+      env,
+      name: `pingpong ${variant} client`,
+    });
     children.push(client);
     const timeout = 30000 + cfg.iters; // 1 ms per round trip: 20-50x what one takes
     const [cr, sr] = await Promise.all([client.waitFor('RESULT', timeout), server.waitFor('RESULT', timeout)]);
@@ -263,19 +280,48 @@ async function run(opts = {}, log = () => {}) {
     for (const v of ['layer', 'poll50'].filter((x) => variants.includes(x))) {
       const name = VARIANTS[v].short;
       if (variants.includes('tcp')) {
-        checks.push(c.check(tables[pl], { variant: v, metric: 'p50', vs: 'tcp', op: '<=', limit: 0.5, label: `${pl}: ${name} p50 <= 0.5x TCP` }));
+        checks.push(
+          c.check(tables[pl], {
+            variant: v,
+            metric: 'p50',
+            vs: 'tcp',
+            op: '<=',
+            limit: 0.5,
+            label: `${pl}: ${name} p50 <= 0.5x TCP`,
+          }),
+        );
       }
       if (variants.includes('unix')) {
-        checks.push(c.check(tables[pl], { variant: v, metric: 'p50', vs: 'unix', op: '<', limit: 1, label: `${pl}: ${name} p50 below Unix` }));
+        checks.push(
+          c.check(tables[pl], {
+            variant: v,
+            metric: 'p50',
+            vs: 'unix',
+            op: '<',
+            limit: 1,
+            label: `${pl}: ${name} p50 below Unix`,
+          }),
+        );
       }
       if (variants.includes('tcp')) {
-        checks.push(c.check(tables[pl], { variant: v, metric: 'p99', vs: 'tcp', op: '<=', limit: 0.6, label: `${pl}: ${name} p99 <= 0.6x TCP` }));
+        checks.push(
+          c.check(tables[pl], {
+            variant: v,
+            metric: 'p99',
+            vs: 'tcp',
+            op: '<=',
+            limit: 0.6,
+            label: `${pl}: ${name} p99 <= 0.6x TCP`,
+          }),
+        );
       }
     }
   }
   const notes = [];
   if (variants.includes('poll50')) {
-    notes.push(`VLS_POLL_USEC ${c.knobKnown('VLS_POLL_USEC') ? 'is read by this build' : 'is not known to this build (the poll50 row runs the plain layer)'}`);
+    notes.push(
+      `VLS_POLL_USEC ${c.knobKnown('VLS_POLL_USEC') ? 'is read by this build' : 'is not known to this build (the poll50 row runs the plain layer)'}`,
+    );
   }
   return {
     name: 'pingpong',

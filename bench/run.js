@@ -25,9 +25,12 @@ async function main() {
     opts = c.parseArgs(process.argv.slice(2), spec);
     for (const n of [...(opts.only || []), ...(opts.skip || [])]) {
       if (!BENCHMARKS.some((b) => b.name === n)) {
-        throw Object.assign(new TypeError(`unknown benchmark ${JSON.stringify(n)} (known: ${BENCHMARKS.map((b) => b.name).join(', ')})`), {
-          code: 'ERR_INVALID_ARG_VALUE',
-        });
+        throw Object.assign(
+          new TypeError(`unknown benchmark ${JSON.stringify(n)} (known: ${BENCHMARKS.map((b) => b.name).join(', ')})`),
+          {
+            code: 'ERR_INVALID_ARG_VALUE',
+          },
+        );
       }
     }
   } catch (e) {
@@ -69,7 +72,8 @@ async function main() {
     for (const x of checks) process.stdout.write(`  ${x.pass ? 'pass' : 'FAIL'}  ${x.benchmark}: ${x.label}\n`);
     if (failures.length) {
       process.stdout.write(`\n${failures.length} run(s) FAILED and were left out of the numbers:\n`);
-      for (const f of failures) process.stdout.write(`  ${f.table} ${f.variant} round ${f.round + 1}: ${f.error.split('\n')[0].slice(0, 300)}\n`);
+      for (const f of failures)
+        process.stdout.write(`  ${f.table} ${f.variant} round ${f.round + 1}: ${f.error.split('\n')[0].slice(0, 300)}\n`);
     }
     const m = result.machine;
     process.stdout.write(

@@ -52,17 +52,28 @@ t.test('bench/run.js --quick on a tiny scale: a well-formed report of every benc
   const args = [
     run,
     '--quick',
-    '--placements', 'same',
-    '--runs', '1',
-    '--iters', '200',
-    '--warmup', '50',
-    '--mib', '8',
-    '--duration', '0.3',
-    '--http-warmup', '0.1',
-    '--connections', '2',
-    '--conns', '30',
-    '--sessions', '30',
-    '--out', out,
+    '--placements',
+    'same',
+    '--runs',
+    '1',
+    '--iters',
+    '200',
+    '--warmup',
+    '50',
+    '--mib',
+    '8',
+    '--duration',
+    '0.3',
+    '--http-warmup',
+    '0.1',
+    '--connections',
+    '2',
+    '--conns',
+    '30',
+    '--sessions',
+    '30',
+    '--out',
+    out,
   ];
   // Without the test runner's NODE_OPTIONS: its process-info hook would follow the suite into every
   // benchmark child (the suite strips NODE_OPTIONS from its children, the hook puts it back).
@@ -100,11 +111,18 @@ t.test('bench/run.js --quick on a tiny scale: a well-formed report of every benc
         if (v.layer) {
           const ct = tab.cutThrough[v.id];
           t.ok(ct && ct.runs > 0 && ct.cutThrough === ct.runs, `${tab.id} ${v.id}: every run went cut-through`);
-          t.ok(runs.every((x) => x.cutThrough === true), `${tab.id} ${v.id}: runs marked cut-through`);
+          t.ok(
+            runs.every((x) => x.cutThrough === true),
+            `${tab.id} ${v.id}: runs marked cut-through`,
+          );
         }
-        t.ok(runs.every((x) => x.transportOk === true), `${tab.id} ${v.id}: the transport was the one named`);
+        t.ok(
+          runs.every((x) => x.transportOk === true),
+          `${tab.id} ${v.id}: the transport was the one named`,
+        );
       }
-      for (const ra of tab.ratios) t.ok(finite(ra.median) && ra.median > 0, `${tab.id} ${ra.variant}/${ra.vs} ${ra.metric}: finite ratio`);
+      for (const ra of tab.ratios)
+        t.ok(finite(ra.median) && ra.median > 0, `${tab.id} ${ra.variant}/${ra.vs} ${ra.metric}: finite ratio`);
     }
     for (const c of b.checks) {
       t.ok(finite(c.value) && finite(c.limit) && typeof c.pass === 'boolean', `${b.name} "${c.label}": a value and a verdict`);
@@ -120,10 +138,14 @@ t.test('bad options are refused with a message, before anything runs', (t) => {
     [['--runs', '0'], /--runs must be a positive integer/],
     [['--placements', 'moon'], /unknown placement "moon"/],
   ] as [string[], RegExp][]) {
-    const r = spawnSync(process.execPath, [run, '--only', 'connect', '--out', path.join(os.tmpdir(), 'vls-never.json'), ...args], {
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [run, '--only', 'connect', '--out', path.join(os.tmpdir(), 'vls-never.json'), ...args],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
     t.not(r.status, 0, `${args.join(' ')}: fails`);
     t.match(r.stderr, re, `${args.join(' ')}: says why`);
   }

@@ -41,7 +41,12 @@ function parseArgs(argv, spec) {
     }
     const key = a.slice(2);
     const type = spec[key];
-    if (!type) throw argError(`unknown option ${a} (known: ${Object.keys(spec).map((k) => `--${k}`).join(' ')})`);
+    if (!type)
+      throw argError(
+        `unknown option ${a} (known: ${Object.keys(spec)
+          .map((k) => `--${k}`)
+          .join(' ')})`,
+      );
     if (type === 'bool') {
       out[key] = value === undefined ? true : !['0', 'false', 'no'].includes(value);
       continue;
@@ -87,7 +92,8 @@ function checkPlacements(list) {
 }
 
 function checkVariants(list, known) {
-  for (const v of list) if (!known.includes(v)) throw argError(`unknown variant ${JSON.stringify(v)} (known: ${known.join(', ')})`);
+  for (const v of list)
+    if (!known.includes(v)) throw argError(`unknown variant ${JSON.stringify(v)} (known: ${known.join(', ')})`);
   return list;
 }
 
@@ -219,7 +225,9 @@ class Child {
         }
         if (this.exited) {
           done();
-          const why = this.exitInfo.error ? this.exitInfo.error.message : `code ${this.exitInfo.code} signal ${this.exitInfo.signal}`;
+          const why = this.exitInfo.error
+            ? this.exitInfo.error.message
+            : `code ${this.exitInfo.code} signal ${this.exitInfo.signal}`;
           reject(new Error(`${this.name} exited (${why}) before ${prefix}; stderr: ${this.stderr.trim().slice(-1500)}`));
         }
       };
@@ -451,15 +459,43 @@ class Table {
 function check(table, { variant, metric, vs, op, limit, label }) {
   const r = table.ratio(variant, metric, vs);
   const value = r ? r.median : NaN;
-  const pass = Number.isFinite(value) && (op === '<=' ? value <= limit : op === '<' ? value < limit : op === '>=' ? value >= limit : value > limit);
-  return { table: table.id, label, variant, metric, vs, op, limit, unit: 'x', value, min: r ? r.min : NaN, max: r ? r.max : NaN, pass };
+  const pass =
+    Number.isFinite(value) &&
+    (op === '<=' ? value <= limit : op === '<' ? value < limit : op === '>=' ? value >= limit : value > limit);
+  return {
+    table: table.id,
+    label,
+    variant,
+    metric,
+    vs,
+    op,
+    limit,
+    unit: 'x',
+    value,
+    min: r ? r.min : NaN,
+    max: r ? r.max : NaN,
+    pass,
+  };
 }
 
 /** A target on a measured value (not a ratio): { median, min, max } op limit. */
 function checkValue({ table, label, variant, metric, value, op, limit, unit = '', decimals = 2 }) {
   const v = value && Number.isFinite(value.median) ? value.median : NaN;
   const pass = Number.isFinite(v) && (op === '<=' ? v <= limit : op === '<' ? v < limit : op === '>=' ? v >= limit : v > limit);
-  return { table, label, variant, metric, op, limit, unit, decimals, value: v, min: value ? value.min : NaN, max: value ? value.max : NaN, pass };
+  return {
+    table,
+    label,
+    variant,
+    metric,
+    op,
+    limit,
+    unit,
+    decimals,
+    value: v,
+    min: value ? value.min : NaN,
+    max: value ? value.max : NaN,
+    pass,
+  };
 }
 
 function fmtNum(x, d) {
@@ -493,20 +529,37 @@ function renderTable(t) {
   head.push(...ratioCols.map(ratioLabel));
   rows.push(head);
   for (const v of j.variants) {
-    const row = [v.label + (v.layer && j.cutThrough[v.id] && j.cutThrough[v.id].cutThrough < j.cutThrough[v.id].runs ? ' (NOT cut-through!)' : '')];
+    const row = [
+      v.label +
+        (v.layer && j.cutThrough[v.id] && j.cutThrough[v.id].cutThrough < j.cutThrough[v.id].runs ? ' (NOT cut-through!)' : ''),
+    ];
     for (const m of shown) row.push(fmtCell(j.values[v.id] && j.values[v.id][m.id], m.decimals));
     for (const key of ratioCols) {
       const [metric, vs] = key.split('/');
       const r = j.ratios.find((x) => x.variant === v.id && x.metric === metric && x.vs === vs);
-      row.push(r ? (r.runs.length > 1 ? `${fmtNum(r.median, 2)}x [${fmtNum(r.min, 2)}-${fmtNum(r.max, 2)}]` : `${fmtNum(r.median, 2)}x`) : '');
+      row.push(
+        r
+          ? r.runs.length > 1
+            ? `${fmtNum(r.median, 2)}x [${fmtNum(r.min, 2)}-${fmtNum(r.max, 2)}]`
+            : `${fmtNum(r.median, 2)}x`
+          : '',
+      );
     }
     rows.push(row);
   }
   const widths = head.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   const lines = [`-- ${j.title}`];
   if (j.note) lines.push(`   ${j.note}`);
-  for (const r of rows) lines.push('   ' + r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd());
-  for (const f of j.failures || []) lines.push(`   FAILED RUN (left out): ${f.variant}, round ${f.round + 1}: ${f.error.split('\n')[0].slice(0, 300)}`);
+  for (const r of rows)
+    lines.push(
+      '   ' +
+        r
+          .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
+          .join('  ')
+          .trimEnd(),
+    );
+  for (const f of j.failures || [])
+    lines.push(`   FAILED RUN (left out): ${f.variant}, round ${f.round + 1}: ${f.error.split('\n')[0].slice(0, 300)}`);
   return lines;
 }
 
@@ -522,7 +575,9 @@ function renderBenchmark(res) {
       const d = c.decimals === undefined ? 2 : c.decimals;
       const u = c.unit === undefined ? 'x' : c.unit;
       const range = Number.isFinite(c.min) && c.min !== c.max ? ` [${fmtNum(c.min, d)}-${fmtNum(c.max, d)}]` : '';
-      lines.push(`     ${c.label.padEnd(w)}  ${c.op} ${c.limit}${u}   got ${fmtNum(c.value, d)}${u}${range}   ${c.pass ? 'pass' : 'FAIL'}`);
+      lines.push(
+        `     ${c.label.padEnd(w)}  ${c.op} ${c.limit}${u}   got ${fmtNum(c.value, d)}${u}${range}   ${c.pass ? 'pass' : 'FAIL'}`,
+      );
     }
   }
   for (const n of res.notes || []) lines.push(`   note: ${n}`);

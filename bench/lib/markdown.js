@@ -23,7 +23,8 @@ function renderBenchmarkMd(b) {
   const first = b.tables[0];
   if (!first) return lines.join('\n');
   const ratioKeys = [];
-  for (const t of b.tables) for (const r of t.ratios) if (!ratioKeys.includes(`${r.metric}/${r.vs}`)) ratioKeys.push(`${r.metric}/${r.vs}`);
+  for (const t of b.tables)
+    for (const r of t.ratios) if (!ratioKeys.includes(`${r.metric}/${r.vs}`)) ratioKeys.push(`${r.metric}/${r.vs}`);
   const ratioLabel = (k) => {
     const [m, vs] = k.split('/');
     const metric = first.metrics.find((x) => x.id === m);
@@ -46,7 +47,9 @@ function renderBenchmarkMd(b) {
     }
   }
   lines.push('');
-  for (const t of b.tables) for (const f of t.failures || []) lines.push(`Failed run (left out): ${t.id} ${f.variant} round ${f.round + 1}: ${f.error.split('\n')[0]}`, '');
+  for (const t of b.tables)
+    for (const f of t.failures || [])
+      lines.push(`Failed run (left out): ${t.id} ${f.variant} round ${f.round + 1}: ${f.error.split('\n')[0]}`, '');
   if (b.checks.length) {
     lines.push('Targets:', '');
     for (const c of b.checks) {
@@ -117,7 +120,9 @@ function renderSummaryMd(result) {
       .join('; ');
     const met = r.targets.map((c) => (c.pass ? 'yes' : '**no**')).join(', ');
     const measure = r.measure || r.targets[0].label.replace(/^[^:]*: /, '');
-    lines.push(`| ${r.benchmark} | ${r.setup} | ${measure} | ${r.measure ? cell(r.base, r.decimals) : ''} | ${r.measure ? cell(r.unix, r.decimals) : ''} | ${r.measure ? cell(r.layer, r.decimals) : ''} | ${tg} | ${met} |`);
+    lines.push(
+      `| ${r.benchmark} | ${r.setup} | ${measure} | ${r.measure ? cell(r.base, r.decimals) : ''} | ${r.measure ? cell(r.unix, r.decimals) : ''} | ${r.measure ? cell(r.layer, r.decimals) : ''} | ${tg} | ${met} |`,
+    );
   }
   return lines.join('\n') + '\n';
 }
