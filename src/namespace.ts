@@ -179,26 +179,43 @@ export class Registry {
     for (const a of candidates) {
       const name = entryName(proto, a, port);
       if (!names.has(name)) continue;
+      // An entry checked once stays valid while the directory is unchanged (publish renames into
+      // it, unpublish removes from it: both change its mtime) and its process lives; a worker that
+      // died since is refused by the connect itself (its control socket does not answer).
+      const known = this.checked.get(name);
+      if (known && pidAlive(known.pid)) return known;
       const e = this.live(path.join(this.dir, 'ep', name));
-      if (e) return e;
+      if (e) {
+        this.checked.set(name, e);
+        return e;
+      }
     }
     return undefined;
   }
+
+  /** Entries found live since the listing was last read (cleared with it). */
+  private checked = new Map<string, EndpointEntry>();
 
   /**
    * The names in ep/, cached while the directory is unchanged, so that a connect to an endpoint
    * nobody published (the kernel path) costs one stat, not a failed open per candidate. The
    * directory's mtime ticks coarsely, so a listing younger than the tick is never trusted.
    */
-  private cache: { mtimeMs: number; names: Set<string> } | undefined;
+  private cache: { mtimeNs: number; names: Set<string> } | undefined;
   private entryNames(): Set<string> {
     const dir = path.join(this.dir, 'ep');
-    const st = fs.statSync(dir, { throwIfNoEntry: false });
-    if (!st) return new Set();
+    const mtimeNs = this.native.mtimeNs(dir);
+    if (mtimeNs < 0) return new Set();
     const c = this.cache;
-    if (c && c.mtimeMs === st.mtimeMs && Date.now() - st.mtimeMs > 100) return c.names;
-    const names = new Set(fs.readdirSync(dir));
-    this.cache = { mtimeMs: st.mtimeMs, names };
+    if (c && c.mtimeNs === mtimeNs && Date.now() - mtimeNs / 1e6 > 100) return c.names;
+    let names: Set<string>;
+    try {
+      names = new Set(fs.readdirSync(dir));
+    } catch {
+      return new Set();
+    }
+    this.cache = { mtimeNs, names };
+    this.checked.clear();
     return names;
   }
 

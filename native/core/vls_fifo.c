@@ -218,6 +218,10 @@ void vls_fifo_set_eof(vls_fifo_t *f) {
   atomic_store_explicit(&f->sh->eof, 1, memory_order_release);
 }
 
+int vls_fifo_eof_sent(const vls_fifo_t *f) {
+  return atomic_load_explicit(&f->sh->eof, memory_order_acquire) != 0;
+}
+
 int vls_fifo_is_eof(vls_fifo_t *f) {
   if (!atomic_load_explicit(&f->sh->eof, memory_order_acquire)) return 0;
   uint32_t tail;

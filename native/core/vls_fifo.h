@@ -122,5 +122,7 @@ int vls_fifo_resync(vls_fifo_t *f);
 void vls_fifo_set_eof(vls_fifo_t *f);
 /* Consumer: 1 when the producer set eof and every byte before it has been read. */
 int vls_fifo_is_eof(vls_fifo_t *f);
+/* Consumer: 1 when the producer set eof, whether or not bytes before it are still unread. */
+int vls_fifo_eof_sent(const vls_fifo_t *f);
 
 #endif
