@@ -205,10 +205,10 @@ class LoadGenerator {
   }
 
   /**
-   * Operations still outstanding DRAIN_MS (or twice the slowest seen) after the window are stuck (a lost wake-up, a server
-   * that stopped answering). Each is recorded with the time it had waited when the window ended
-   * (a lower bound of its latency, so the maximum shows the stall), counted as unfinished and
-   * described, and the client finishes anyway.
+   * Operations still outstanding DRAIN_MS (or twice the slowest seen) after the window are stuck
+   * (a lost wake-up, a server that stopped answering). Each is recorded with the time it has
+   * waited so far (a lower bound of its latency, so the maximum shows the stall), counted as
+   * unfinished and described, and the client finishes anyway.
    */
   private abandon(): void {
     const now = performance.now();
@@ -218,7 +218,7 @@ class LoadGenerator {
         this.diag.push(this.describe(c, now));
       }
       if (c.busy) {
-        this.hist.recordValue(Math.max(1, Math.round((this.winEnd - c.due) * 1e6)));
+        this.hist.recordValue(Math.max(1, Math.round((now - c.due) * 1e6)));
         c.busy = false;
       }
     }
@@ -234,6 +234,10 @@ class LoadGenerator {
       this.ops++;
       this.bytes += bytes;
       if (this.cfg.requests !== null && this.ops >= this.cfg.requests) this.endWindow();
+    } else if (this.phase === 'drain' && c.due < this.winEnd) {
+      // Due within the window and completed after it: its latency belongs to the window (a stall
+      // across the end of the window must not vanish); ops and throughput count completions only.
+      this.hist.recordValue(Math.max(1, Math.round((t - c.due) * 1e6)));
     }
   }
 

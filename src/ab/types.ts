@@ -98,7 +98,12 @@ export interface AbResolvedOptions {
   cwd: string;
 }
 
-/** Latency figures in microseconds, from an HDR histogram recorded in nanoseconds. */
+/**
+ * Latency figures in microseconds, from an HDR histogram recorded in nanoseconds. It holds every
+ * operation due in the measured window: those that completed in it, those that completed after it
+ * (a stall across the end of the window), and stuck ones with their wait so far; so `count` can
+ * exceed `ops` (completions in the window) by the operations in flight when the window ended.
+ */
 export interface AbLatency {
   count: number;
   min: number;
@@ -153,8 +158,8 @@ export interface AbRound {
   reconnects: number;
   /**
    * Operations (or bulk connections waiting for 'drain') still outstanding 2 s (or twice the
-   * slowest operation of the window) after the window ended: stuck. Each stuck operation is in the histogram with the time it had waited at the end
-   * of the window (a lower bound).
+   * slowest operation of the window) after the window ended: stuck. Each stuck operation is in the
+   * histogram with the time it had waited when it was given up (a lower bound).
    */
   unfinished: number;
   /** The round's latency histogram (nanoseconds), HdrHistogram compressed base64 encoding. */
