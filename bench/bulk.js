@@ -136,20 +136,11 @@ async function run(opts = {}, log = () => {}) {
       ratios,
     });
   }
-  const runtime = c.makeRuntime();
   const t0 = Date.now();
   let seq = 0;
-  try {
-    for (let round = 0; round < runs; round++) {
-      for (const pl of placements) {
-        for (const v of c.rotate(variants, round)) {
-          await c.measure(tables[pl], v, round, () => runOne(v, pl, total, runtime, seq++), log);
-        }
-      }
-    }
-  } finally {
-    require('node:fs').rmSync(runtime, { recursive: true, force: true });
-  }
+  await c.interleave({ runs, placements, variants }, (v, pl, round, runtime) =>
+    c.measure(tables[pl], v, round, () => runOne(v, pl, total, runtime, seq++), log),
+  );
   log('\n');
   const checks = [];
   if (variants.includes('layer')) {

@@ -137,20 +137,11 @@ async function run(opts = {}, log = () => {}) {
       ratios,
     });
   }
-  const runtime = c.makeRuntime();
   const t0 = Date.now();
   let seq = 0;
-  try {
-    for (let round = 0; round < cfg.runs; round++) {
-      for (const pl of placements) {
-        for (const v of c.rotate(variants, round)) {
-          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime, seq++), log);
-        }
-      }
-    }
-  } finally {
-    require('node:fs').rmSync(runtime, { recursive: true, force: true });
-  }
+  await c.interleave({ runs: cfg.runs, placements, variants }, (v, pl, round, runtime) =>
+    c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime, seq++), log),
+  );
   log('\n');
   const checks = [];
   if (variants.includes('layer') && variants.includes('tcp')) {

@@ -166,21 +166,10 @@ async function run(opts = {}, log = () => {}) {
       });
     }
   }
-  const runtime = c.makeRuntime();
   const t0 = Date.now();
-  try {
-    for (let round = 0; round < cfg.runs; round++) {
-      for (const pl of placements) {
-        for (const n of connections) {
-          for (const v of c.rotate(variants, round)) {
-            await c.measure(tables[`${pl}.${n}`], v, round, () => runOne(v, pl, n, cfg, runtime), log);
-          }
-        }
-      }
-    }
-  } finally {
-    require('node:fs').rmSync(runtime, { recursive: true, force: true });
-  }
+  await c.interleave({ runs: cfg.runs, placements, variants, inner: connections }, (v, pl, round, runtime, n) =>
+    c.measure(tables[`${pl}.${n}`], v, round, () => runOne(v, pl, n, cfg, runtime), log),
+  );
   log('\n');
   const checks = [];
   for (const key of Object.keys(tables)) {

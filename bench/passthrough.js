@@ -100,19 +100,10 @@ async function run(opts = {}, log = () => {}) {
       ],
     });
   }
-  const runtime = c.makeRuntime();
   const t0 = Date.now();
-  try {
-    for (let round = 0; round < cfg.runs; round++) {
-      for (const pl of placements) {
-        for (const v of c.rotate(variants, round)) {
-          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime), log);
-        }
-      }
-    }
-  } finally {
-    require('node:fs').rmSync(runtime, { recursive: true, force: true });
-  }
+  await c.interleave({ runs: cfg.runs, placements, variants }, (v, pl, round, runtime) =>
+    c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime), log),
+  );
   log('\n');
   const checks = [];
   for (const pl of placements) {

@@ -239,7 +239,6 @@ async function run(opts = {}, log = () => {}) {
   };
   const placements = c.checkPlacements(opts.placements || ['same', 'unpinned', 'split']);
   const variants = c.checkVariants(opts.variants || ['tcp', 'unix', 'layer', 'poll50', 'api'], Object.keys(VARIANTS));
-  const runtime = c.makeRuntime();
   const tables = {};
   const metrics = [
     { id: 'p50', label: 'p50 µs', short: 'p50', decimals: 1 },
@@ -263,17 +262,9 @@ async function run(opts = {}, log = () => {}) {
   }
   const t0 = Date.now();
   let seq = 0;
-  try {
-    for (let round = 0; round < cfg.runs; round++) {
-      for (const pl of placements) {
-        for (const v of c.rotate(variants, round)) {
-          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime, seq++), log);
-        }
-      }
-    }
-  } finally {
-    require('node:fs').rmSync(runtime, { recursive: true, force: true });
-  }
+  await c.interleave({ runs: cfg.runs, placements, variants }, (v, pl, round, runtime) =>
+    c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime, seq++), log),
+  );
   log('\n');
   const checks = [];
   for (const pl of placements) {

@@ -614,6 +614,26 @@ function rotate(list, k) {
   return [...list.slice(s), ...list.slice(0, s)];
 }
 
+/**
+ * The A/B interleave every benchmark uses: for each round, each placement, each extra setting
+ * (`inner`, e.g. connection counts) and each variant (their order rotating by round), await
+ * fn(variant, placement, round, runtime, inner). One private runtime dir for all, removed after.
+ */
+async function interleave({ runs, placements, variants, inner = [undefined] }, fn) {
+  const runtime = makeRuntime();
+  try {
+    for (let round = 0; round < runs; round++) {
+      for (const pl of placements) {
+        for (const x of inner) {
+          for (const v of rotate(variants, round)) await fn(v, pl, round, runtime, x);
+        }
+      }
+    }
+  } finally {
+    fs.rmSync(runtime, { recursive: true, force: true });
+  }
+}
+
 /** Short facts about where the numbers came from. */
 function machineInfo() {
   let commit = 'unknown';
@@ -662,6 +682,7 @@ function standalone(mod) {
 }
 
 module.exports = {
+  interleave,
   REPO,
   PRELOAD,
   NAMESPACE,
