@@ -76,6 +76,8 @@ export interface EndpointEntry {
   pid: number;
   sock: string;
   lh: number;
+  /** Set for an IPv6 wildcard listener that takes no IPv4 connections. */
+  v6only?: boolean;
 }
 
 /** The tag a listener is published under: a connect must present the same one. */
@@ -173,14 +175,16 @@ export class Registry {
    */
   lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
     const candidates = [address];
-    if (address.includes(':')) candidates.push('::');
-    else candidates.push('0.0.0.0', '::');
+    const v4 = !address.includes(':');
+    if (v4) candidates.push('0.0.0.0', '::');
+    else candidates.push('::');
     const names = this.entryNames();
     for (const a of candidates) {
       const name = entryName(proto, a, port);
       if (!names.has(name)) continue;
       const e = this.live(path.join(this.dir, 'ep', name));
-      if (e) return e;
+      // An ipv6Only wildcard listener is not reached from IPv4, as in the kernel.
+      if (e && !(v4 && e.v6only)) return e;
     }
     return undefined;
   }
