@@ -216,7 +216,9 @@ export class Registry {
     if (pidAlive(e.pid) && this.native.probe(e.sock) === 0) return e;
     this.withLock(() => {
       const again = this.read(f);
-      if (again && again.sock === e.sock && again.lh === e.lh && this.native.probe(e.sock) !== 0) {
+      // A dead pid is stale even if its socket path answers: a new worker took over its index.
+      const same = again && again.pid === e.pid && again.sock === e.sock && again.lh === e.lh;
+      if (same && (!pidAlive(e.pid) || this.native.probe(e.sock) !== 0)) {
         fs.rmSync(f, { force: true });
       }
     });

@@ -18,6 +18,8 @@
  *             sends the connect to the kernel, which serves or refuses it as without the layer.
  *   addresses: as the kernel shows them on loopback (0.0.0.0 and :: dial this host, 127/8 is
  *             reached from 127.0.0.1, a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d).
+ *   cluster:  the primary's round-robin listener is not published; each worker publishes when it
+ *             gets 'listening' (one entry per address: the last worker to listen is named).
  */
 import * as dc from 'node:diagnostics_channel';
 import * as dns from 'node:dns';
@@ -201,6 +203,16 @@ interface ConnMeta {
   dp: number;
 }
 
+/** Whether this listen() call comes from cluster's round-robin handle in the primary. */
+function inClusterRoundRobin(): boolean {
+  if (process.env.NODE_UNIQUE_ID !== undefined) return false; // a cluster worker, or a fork of one
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 16;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  return stack.includes('internal/cluster/round_robin_handle');
+}
+
 /** Every open socket the patch saw (client connects and server connections), for `vls stat`. */
 const tracked = new Set<SocketX>();
 function track(socket: SocketX): void {
@@ -329,6 +341,12 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   }
 
   net.Server.prototype.listen = function vlsListen(this: ServerX, ...args: unknown[]) {
+    if (inClusterRoundRobin()) {
+      // The cluster primary's own listener: it hands kernel connections to the workers and has no
+      // 'connection' listener of its own. The workers publish (each when it gets 'listening').
+      scrubOnWorkerExit();
+      return origListen.apply(this, args as Parameters<typeof origListen>);
+    }
     const ret = origListen.apply(this, args as Parameters<typeof origListen>);
     const o = args[0] as { ipv6Only?: unknown } | null | undefined;
     this[kV6Only] = typeof o === 'object' && o !== null && o.ipv6Only === true;
@@ -337,6 +355,24 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     this.prependOnceListener('listening', () => publish(this));
     return ret;
   } as typeof origListen;
+
+  /**
+   * Entries published by cluster workers that died without closing (SIGKILL, SIGTERM) go as soon
+   * as the primary hears of the exit, not at the next lookup.
+   */
+  let scrubbing = false;
+  function scrubOnWorkerExit(): void {
+    if (scrubbing) return;
+    scrubbing = true;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('node:cluster') as import('node:cluster').Cluster).on('exit', () => {
+      try {
+        workerNow()?.registry.list(); // probes every entry; stale ones are removed
+      } catch (e) {
+        debug('scrub after a cluster worker exit failed: %s', (e as Error).message);
+      }
+    });
+  }
 
   net.Server.prototype.close = function vlsClose(this: ServerX, cb?: (err?: Error) => void) {
     const l = this[kVls];
