@@ -150,3 +150,23 @@ t.test('cluster: two workers share a port; every request is answered, worker exi
   t.same(entries(runtime), [], 'no endpoint entry is left');
   fs.rmSync(runtime, { recursive: true, force: true });
 });
+
+// Regression: the primary published its own round-robin listener, and a client that reached it
+// crashed the primary (its 'connection' listener is cluster's assert.fail). Workers without the
+// layer publish nothing, so only the primary's entry could exist.
+t.test('cluster: the primary\'s round-robin listener is never published', async (t) => {
+  const runtime = tmpRuntime();
+  const port = 24850;
+  const primary = spawn(process.execPath, ['--require', preload, app, String(port)], {
+    env: { ...process.env, VLS_RUNTIME_DIR: runtime, WORKERS_PLAIN: '1' },
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
+  const next = lines(primary);
+  await next(/^ready$/, 'ready');
+  t.same(entries(runtime), [], 'no endpoint entry: the primary published nothing');
+  const r = await requests(true, runtime, port, 50, 4);
+  t.same({ ok: r.ok, errors: r.errors, handles: r.handles }, { ok: 50, errors: {}, handles: { TCP: 50 } }, 'served over the kernel');
+  primary.send({ stop: true });
+  t.same(await exited(primary), { code: 0, signal: null }, 'the primary is fine and exits');
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
