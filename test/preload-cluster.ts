@@ -78,7 +78,7 @@ async function requests(layer: boolean, runtime: string, port: number, n: number
 
 t.test('cluster: two workers share a port; every request is answered, worker exits leave nothing', async (t) => {
   const runtime = tmpRuntime();
-  const port = 24800;
+  const port = 25800;
   // The workers inherit --require from the primary's execArgv, as any cluster would.
   const primary = spawn(process.execPath, ['--require', preload, app, String(port)], {
     env: { ...process.env, VLS_RUNTIME_DIR: runtime },
@@ -156,7 +156,7 @@ t.test('cluster: two workers share a port; every request is answered, worker exi
 // layer publish nothing, so only the primary's entry could exist.
 t.test('cluster: the primary\'s round-robin listener is never published', async (t) => {
   const runtime = tmpRuntime();
-  const port = 24850;
+  const port = 25850;
   const primary = spawn(process.execPath, ['--require', preload, app, String(port)], {
     env: { ...process.env, VLS_RUNTIME_DIR: runtime, WORKERS_PLAIN: '1' },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],

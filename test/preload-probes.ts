@@ -60,20 +60,20 @@ async function run(name: string, mode: Mode, layer: boolean, port: number, runti
 
 /** Each case gets its own block of ports: plain at base, the layer at base + 10. */
 const cases: [string, Mode, number][] = [
-  ['listen', 'solo', 24000],
-  ['busy', 'pair', 24020],
-  ['states', 'both', 24040],
-  ['states', 'pair', 24060],
-  ['local', 'both', 24080],
-  ['local', 'pair', 24100],
-  ['reuse', 'both', 24120],
-  ['reuse', 'pair', 24140],
-  ['idle', 'both', 24160],
-  ['counts', 'both', 24200],
-  ['counts', 'pair', 24220],
-  ['abandon', 'both', 24300],
-  ['abandon', 'pair', 24320],
-  ['stale', 'pair', 24340],
+  ['listen', 'solo', 25000],
+  ['busy', 'pair', 25020],
+  ['states', 'both', 25040],
+  ['states', 'pair', 25060],
+  ['local', 'both', 25080],
+  ['local', 'pair', 25100],
+  ['reuse', 'both', 25120],
+  ['reuse', 'pair', 25140],
+  ['idle', 'both', 25160],
+  ['counts', 'both', 25200],
+  ['counts', 'pair', 25220],
+  ['abandon', 'both', 25300],
+  ['abandon', 'pair', 25320],
+  ['stale', 'pair', 25340],
 ];
 
 t.before(async () => {
@@ -100,7 +100,7 @@ for (const [name, mode, base] of cases) {
 for (const [i, mode] of ['early', 'connect', 'reref'].entries()) {
   t.test(`differential probe unref (${mode})`, async (t) => {
     const runtime = tmpRuntime();
-    const base = 24240 + i * 20; // 24240..24299
+    const base = 25240 + i * 20; // 25240..25299
     const [plain, layered] = await Promise.all([
       run('unref', 'pair', false, base, runtime, { PROBE_MODE: mode }),
       run('unref', 'pair', true, base + 10, runtime, { PROBE_MODE: mode }),

@@ -14,8 +14,8 @@ const probe = path.join(__dirname, 'fixtures', 'probe.js');
 t.test('differential probe threads: worker_threads clients and servers through the layer', async (t) => {
   const runtime = tmpRuntime();
   const env = { VLS_RUNTIME_DIR: runtime };
-  const plain = await runSide(probe, false, ['solo', 'threads', '24700'], env);
-  const layered = await runSide(probe, true, ['solo', 'threads', '24710'], env);
+  const plain = await runSide(probe, false, ['solo', 'threads', '25700'], env);
+  const layered = await runSide(probe, true, ['solo', 'threads', '25710'], env);
   t.same([layered.code, layered.signal], [0, null], 'the layered process exited on its own');
   t.same(layered.log, plain.log, 'every thread saw the same events, and exited the same way');
   // nothing stays behind after a thread exits or is terminated (fds, shared-memory mappings,
