@@ -1,84 +1,158 @@
 #!/usr/bin/env node
-// Overhead of the layer on connections it passes to the kernel (the peer is not intercepted):
-// a plain-Node echo server; the same client run on plain Node and through the preload, alternating
-// A B A B, each doing N sequential connect + 64-byte echo + close, and a 64-byte ping-pong.
-//   node bench/passthrough.js [--conns N] [--rounds R]
 'use strict';
-const { spawn, spawnSync } = require('node:child_process');
-const net = require('node:net');
+// 5. Passthrough overhead: what the layer costs on connections it hands to the kernel.
+//   node bench/passthrough.js [--quick] [--runs N] [--conns N] [--iters N]
+//                             [--placements same,split,unpinned] [--json]
+// A plain-Node echo server (never preloaded, so nothing is published); the same client run on
+// plain Node and through the preload, alternating A B A B: N sequential connect + 1-byte echo +
+// close (the connect benchmark's client), then a 64-byte ping-pong (the ping-pong benchmark's
+// client). The preloaded client must report a kernel TCP handle with the layer active.
 const path = require('node:path');
-const os = require('node:os');
-const fs = require('node:fs');
+const c = require('./lib/common');
 
-const args = process.argv.slice(2);
-const arg = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d);
+const CONNECT = path.join(__dirname, 'connect.js');
+const PINGPONG = path.join(__dirname, 'pingpong.js');
 
-if (args[0] === 'client') {
-  const port = Number(args[1]);
-  const conns = Number(args[2]);
-  const one = () =>
-    new Promise((resolve, reject) => {
-      const c = net.connect(port, '127.0.0.1', () => c.write(Buffer.alloc(64)));
-      c.once('data', () => {
-        c.destroy();
-        resolve();
-      });
-      c.on('error', reject);
+const VARIANTS = {
+  plain: { id: 'plain', label: 'plain Node client', short: 'plain' },
+  layer: { id: 'layer', label: 'preloaded client (passthrough)', short: 'layer' },
+};
+
+const options = { runs: 'int', conns: 'int', iters: 'int', placements: 'list' };
+
+async function runOne(variant, placement, cfg, runtime) {
+  const p = c.PLACEMENTS[placement];
+  const layer = variant === 'layer';
+  const children = [];
+  try {
+    // The server is plain Node in both variants: the peer the layer cannot reach.
+    const srv = c.spawnNode({
+      script: CONNECT,
+      args: ['child', 'server', 'tcp'],
+      cpu: p.server,
+      runtime,
+      name: 'passthrough server',
     });
-  (async () => {
-    for (let i = 0; i < 200; i++) await one();
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < conns; i++) await one();
-    const perConn = Number(process.hrtime.bigint() - t0) / 1e3 / conns;
-    const c = net.connect(port, '127.0.0.1');
-    await new Promise((r) => c.once('connect', r));
-    c.setNoDelay(true);
-    const n = 20000;
-    let i = 0;
-    let t1;
-    await new Promise((resolve) => {
-      c.on('data', () => {
-        if (++i === 2000) t1 = process.hrtime.bigint();
-        if (i === n) return resolve();
-        c.write(Buffer.alloc(64));
-      });
-      c.write(Buffer.alloc(64));
+    children.push(srv);
+    const { port } = await srv.waitFor('READY', 30000);
+    const cc = c.spawnNode({
+      script: CONNECT,
+      args: ['child', 'client', port, cfg.warmup, cfg.conns],
+      layer,
+      cpu: p.client,
+      runtime,
+      name: `passthrough ${variant} connect`,
     });
-    const rtt = Number(process.hrtime.bigint() - t1) / 1e3 / (n - 2000);
-    c.destroy();
-    process.stdout.write(JSON.stringify({ perConn, rtt }) + '\n');
-  })();
-  return;
+    children.push(cc);
+    const conn = await cc.waitFor('RESULT', 60000 + cfg.conns * 10);
+    await cc.close();
+    const pc = c.spawnNode({
+      script: PINGPONG,
+      args: ['child', 'client', String(port), cfg.ppWarmup, cfg.iters],
+      layer,
+      cpu: p.client,
+      runtime,
+      name: `passthrough ${variant} ping-pong`,
+    });
+    children.push(pc);
+    const pp = await pc.waitFor('RESULT', 60000 + cfg.iters * 2);
+    // Passthrough really happened: kernel TCP sockets, in a process where the layer is active.
+    const ok = conn.kinds.TCP === cfg.conns && pp.handle === 'TCP' && conn.layer === layer && pp.layer === layer;
+    return {
+      metrics: { connMean: 1e6 / conn.perSecond, connP50: conn.p50, ppP50: pp.p50, ppP99: pp.p99 },
+      transportOk: ok,
+      connect: conn,
+      pingpong: pp,
+    };
+  } finally {
+    await c.closeAll(children);
+  }
 }
 
-const conns = arg('--conns', 2000);
-const rounds = arg('--rounds', 4);
-const runtime = fs.mkdtempSync(path.join(os.tmpdir(), 'vls-pt-'));
-const server = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1', async () => {
-  const port = server.address().port;
-  const preload = path.join(__dirname, '..', 'preload', 'index.js');
-  const res = { plain: [], layer: [] };
-  for (let r = 0; r < rounds; r++) {
-    for (const side of ['plain', 'layer']) {
-      const out = await new Promise((resolve) => {
-        const p = spawn(process.execPath, [...(side === 'layer' ? ['--require', preload] : []), __filename, 'client', String(port), String(conns)], {
-          env: { ...process.env, VLS_RUNTIME_DIR: runtime },
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        let s = '';
-        p.stdout.on('data', (d) => (s += d));
-        p.on('exit', () => resolve(JSON.parse(s)));
-      });
-      res[side].push(out);
-    }
+async function run(opts = {}, log = () => {}) {
+  const quick = !!opts.quick;
+  const cfg = {
+    runs: opts.runs || (quick ? 1 : 6),
+    conns: opts.conns || (quick ? 300 : 2000),
+    warmup: quick ? 100 : 300,
+    iters: opts.iters || (quick ? 3000 : 20000),
+    ppWarmup: quick ? 500 : 2000,
+  };
+  const placements = c.checkPlacements(opts.placements || ['same']);
+  const variants = ['plain', 'layer'];
+  const tables = {};
+  for (const pl of placements) {
+    tables[pl] = new c.Table({
+      id: `passthrough.${pl}`,
+      setup: c.PLACEMENTS[pl].short,
+      title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} connect+echo+close, then ${cfg.iters} ping-pong round trips, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
+      variants: variants.map((v) => VARIANTS[v]),
+      metrics: [
+        { id: 'connMean', label: 'connect+echo+close µs (mean)', short: 'conn', decimals: 1 },
+        { id: 'connP50', label: 'connect->echo p50 µs', short: 'conn p50', decimals: 1 },
+        { id: 'ppP50', label: 'ping-pong p50 µs', short: 'pp p50', decimals: 1 },
+        { id: 'ppP99', label: 'ping-pong p99 µs', short: 'pp p99', decimals: 1 },
+      ],
+      ratios: [
+        { metric: 'connMean', vs: 'plain' },
+        { metric: 'connP50', vs: 'plain' },
+        { metric: 'ppP50', vs: 'plain' },
+      ],
+    });
   }
-  const med = (a) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)];
-  const pc = { plain: med(res.plain.map((x) => x.perConn)), layer: med(res.layer.map((x) => x.perConn)) };
-  const rt = { plain: med(res.plain.map((x) => x.rtt)), layer: med(res.layer.map((x) => x.rtt)) };
-  console.log(`passthrough to a plain-Node server, median of ${rounds} alternating rounds (µs)`);
-  console.log(`                         plain    layer    layer/plain`);
-  console.log(`connect+echo+close   ${pc.plain.toFixed(1).padStart(8)} ${pc.layer.toFixed(1).padStart(8)}    ${(pc.layer / pc.plain).toFixed(3)}x`);
-  console.log(`ping-pong round trip ${rt.plain.toFixed(2).padStart(8)} ${rt.layer.toFixed(2).padStart(8)}    ${(rt.layer / rt.plain).toFixed(3)}x`);
-  server.close();
-  fs.rmSync(runtime, { recursive: true, force: true });
-});
+  const runtime = c.makeRuntime();
+  const t0 = Date.now();
+  try {
+    for (let round = 0; round < cfg.runs; round++) {
+      for (const pl of placements) {
+        for (const v of c.rotate(variants, round)) {
+          await c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime), log);
+        }
+      }
+    }
+  } finally {
+    require('node:fs').rmSync(runtime, { recursive: true, force: true });
+  }
+  log('\n');
+  const checks = [];
+  for (const pl of placements) {
+    checks.push(
+      c.check(tables[pl], {
+        variant: 'layer',
+        metric: 'connMean',
+        vs: 'plain',
+        op: '<=',
+        limit: 1.02,
+        label: `${pl}: connect+echo+close <= 1.02x plain`,
+      }),
+    );
+    checks.push(
+      c.check(tables[pl], {
+        variant: 'layer',
+        metric: 'ppP50',
+        vs: 'plain',
+        op: '<=',
+        limit: 1.02,
+        label: `${pl}: ping-pong p50 <= 1.02x plain`,
+      }),
+    );
+  }
+  const tablesJson = placements.map((pl) => tables[pl].toJSON());
+  const bad = tablesJson.flatMap((t) => t.runs.filter((r) => !r.transportOk).map((r) => `${t.id} ${r.variant} round ${r.round}`));
+  return {
+    name: 'passthrough',
+    title: '5. passthrough overhead: a preloaded client to a plain (not intercepted) server vs a plain client',
+    description: 'ratios: median of per-round ratios [min-max]',
+    settings: { ...cfg, placements },
+    seconds: (Date.now() - t0) / 1000,
+    tables: tablesJson,
+    checks,
+    notes: bad.length
+      ? [`runs that did not pass through as expected: ${bad.join(', ')}`]
+      : ['every preloaded client had the layer active and kernel TCP sockets'],
+  };
+}
+
+module.exports = { name: 'passthrough', options, run };
+
+if (require.main === module) c.standalone(module.exports);

@@ -2,6 +2,7 @@
  * The `vls` command.
  *   vls stat [--json]    workers attached to the namespace, their sessions (transport, why, state,
  *                        addresses, bytes, fifo fill) and the endpoints they publish
+ *   vls ab [options]     A/B latency comparison, plain Node vs through the layer (src/ab/)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -57,12 +58,17 @@ export function stat(env: NodeJS.ProcessEnv = process.env): StatReport {
 }
 
 function usage(): string {
-  return 'usage: vls stat [--json]\n';
+  return 'usage: vls stat [--json]\n       vls ab [options]   (vls ab --help)\n';
 }
 
-/** Entry point of bin/vls.js. Returns the exit code. */
-export function main(argv: string[], out: NodeJS.WritableStream = process.stdout): number {
+/** Entry point of bin/vls.js. Returns the exit code (a promise of it for the async commands). */
+export function main(argv: string[], out: NodeJS.WritableStream = process.stdout): number | Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd === 'ab') {
+    // loaded on demand: `vls stat` does not pay for the histogram library
+    const { abMain } = require('./ab/cli') as typeof import('./ab/cli');
+    return abMain(rest, { stdout: out, stderr: process.stderr });
+  }
   if (cmd === 'stat') {
     const r = stat();
     if (rest.includes('--json')) {

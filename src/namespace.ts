@@ -182,11 +182,35 @@ export class Registry {
     for (const a of candidates) {
       const name = entryName(proto, a, port);
       if (!names.has(name)) continue;
+      // An entry checked once stays valid while the directory is unchanged (publish renames into
+      // it, unpublish removes from it: both change its mtime) and its process lives; a worker that
+      // died since is refused by the connect itself (its control socket does not answer).
+      const known = this.checked.get(name);
+      if (known && pidAlive(known.pid)) {
+        // An ipv6Only wildcard listener is not reached from IPv4, as in the kernel.
+        if (v4 && known.v6only) continue;
+        return known;
+      }
       const e = this.live(path.join(this.dir, 'ep', name));
-      // An ipv6Only wildcard listener is not reached from IPv4, as in the kernel.
-      if (e && !(v4 && e.v6only)) return e;
+      if (e) {
+        this.checked.set(name, e);
+        if (!(v4 && e.v6only)) return e;
+      }
     }
     return undefined;
+  }
+
+  /** Entries found live since the listing was last read (cleared with it). */
+  private checked = new Map<string, EndpointEntry>();
+
+  /**
+   * A connect to this entry failed: it is no longer taken as live, and it is removed if it is
+   * stale (a worker of a live process can be gone: a worker_threads thread that was terminated).
+   */
+  recheck(e: EndpointEntry): void {
+    const name = entryName(e.proto, e.address, e.port);
+    this.checked.delete(name);
+    this.live(path.join(this.dir, 'ep', name));
   }
 
   /**
@@ -194,15 +218,21 @@ export class Registry {
    * nobody published (the kernel path) costs one stat, not a failed open per candidate. The
    * directory's mtime ticks coarsely, so a listing younger than the tick is never trusted.
    */
-  private cache: { mtimeMs: number; names: Set<string> } | undefined;
+  private cache: { mtimeNs: number; names: Set<string> } | undefined;
   private entryNames(): Set<string> {
     const dir = path.join(this.dir, 'ep');
-    const st = fs.statSync(dir, { throwIfNoEntry: false });
-    if (!st) return new Set();
+    const mtimeNs = this.native.mtimeNs(dir);
+    if (mtimeNs < 0) return new Set();
     const c = this.cache;
-    if (c && c.mtimeMs === st.mtimeMs && Date.now() - st.mtimeMs > 100) return c.names;
-    const names = new Set(fs.readdirSync(dir));
-    this.cache = { mtimeMs: st.mtimeMs, names };
+    if (c && c.mtimeNs === mtimeNs && Date.now() - mtimeNs / 1e6 > 100) return c.names;
+    let names: Set<string>;
+    try {
+      names = new Set(fs.readdirSync(dir));
+    } catch {
+      return new Set();
+    }
+    this.cache = { mtimeNs, names };
+    this.checked.clear();
     return names;
   }
 

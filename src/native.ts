@@ -29,6 +29,8 @@ export interface NativeWorkerStats {
   eventsStale: number;
   eventsDeferred: number;
   mqFull: number;
+  /** Eventfd writes to peers that had announced sleep (each is a wake-up). */
+  wakeups: number;
   segmentBytes: number;
   segmentUsed: number;
   controlConnections: number;
@@ -46,6 +48,7 @@ export interface NativeWorker {
     mqSize: number,
     secret: Buffer,
     onEvents: (n: number, metas: Buffer[] | undefined, records: Float64Array) => void,
+    pollUsec: number,
   ): number;
   detach(): void;
   listen(backlog: number, tag: number): number;
@@ -71,6 +74,8 @@ export interface NativeBinding {
   errName(negErrno: number): string;
   probe(sockPath: string): number;
   nsLock(dir: string): number;
+  /** Modification time of a path in ns since the epoch, or -errno. */
+  mtimeNs(path: string): number;
   nsUnlock(fd: number): void;
   statQuery(sockPath: string, timeoutMs: number): string | number;
 }

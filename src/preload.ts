@@ -4,7 +4,7 @@
  * on the kernel and one warning says why; VLS_STRICT=1 makes that an error. VLS_DISABLE=1 leaves
  * Node untouched.
  */
-import { readConfig } from './config';
+import { readConfig, strictFromEnv } from './config';
 import { installNetPatch } from './net-patch';
 import { namespaceDir, namespaceRoot } from './namespace';
 import { attach } from './worker';
@@ -18,10 +18,9 @@ type G = typeof globalThis & { [kStarted]?: boolean };
 export function start(env: NodeJS.ProcessEnv = process.env): boolean {
   const g = globalThis as G;
   if (g[kStarted]) return true;
-  let strict = false;
+  const strict = strictFromEnv(env);
   try {
     const cfg = readConfig(env);
-    strict = cfg.strict;
     if (cfg.disabled) return false;
     // Check the namespace directory now, so a bad one is reported at startup; attach later.
     namespaceDir(namespaceRoot(cfg.runtimeDir, env), cfg.namespace);

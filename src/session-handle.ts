@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 
 import { errnoException } from './errors';
-import type { VlsSession } from './worker';
+import { EPOLLERR, EPOLLHUP, EPOLLRDHUP, type VlsSession } from './worker';
 
 /** An address as getsockname/getpeername fill it in. */
 export interface SockAddr {
@@ -20,6 +20,10 @@ export interface SockAddr {
 
 const READ_CHUNK = 64 * 1024;
 const kNetWrite = Symbol('vls.netWrite');
+/** Reads at least this large switch a session to a fresh buffer per read (no copy). */
+const BIG_READ = 16 * 1024;
+/** This thread's buffer for small reads (copied out at their size before anything else runs). */
+let scratch: Buffer | undefined;
 let nextAsyncId = 1;
 
 /** The per-socket pieces of Node's private state that the handle drives. */
@@ -47,6 +51,7 @@ export class SessionHandle {
   private readonly asyncId = 1_000_000_000 + nextAsyncId++;
   private closed = false;
   private refed = true;
+  private bigReads = false;
 
   constructor(session: VlsSession | undefined, local: SockAddr, remote: SockAddr) {
     this.local = local;
@@ -58,8 +63,10 @@ export class SessionHandle {
   bind(session: VlsSession): void {
     this.session = session;
     if (!this.refed) session.unref();
-    session.on('readable', () => {
-      if (this.reading) this.pump();
+    session.on('readable', (events: number) => {
+      // Only a plain EPOLLIN may stop at a short read: end of stream or a reset reported with it
+      // is not reported again.
+      if (this.reading) this.pump((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) !== 0);
     });
   }
 
@@ -69,7 +76,7 @@ export class SessionHandle {
 
   readStart(): number {
     this.reading = true;
-    if (this.session) queueMicrotask(() => this.reading && this.pump());
+    if (this.session) queueMicrotask(() => this.reading && this.pump(true));
     return 0;
   }
 
@@ -78,13 +85,22 @@ export class SessionHandle {
     return 0;
   }
 
-  /** Read what the session has and push it into the socket, as onStreamRead would. */
-  private pump(): void {
+  /**
+   * Read what the session has and push it into the socket, as onStreamRead would. Small reads go
+   * through one scratch buffer per thread and are copied out at their size (from Buffer's pool), so
+   * a message costs no 64 KiB allocation; a session that keeps delivering large reads gets a fresh
+   * buffer per read instead, pushed without a copy. A read shorter than asked emptied the fifo:
+   * the next bytes raise a new 'readable', so there is no second call just to meet EAGAIN -
+   * unless `drain` says to read on until EAGAIN or end of stream (after a pause, and when the
+   * event also reported end of stream or an error, which will not be reported again).
+   */
+  private pump(drain: boolean): void {
     const s = this.session;
     const sock = this.socket;
     if (!s || !sock || this.closed) return;
     while (this.reading) {
-      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      const big = this.bigReads;
+      const buf = big ? Buffer.allocUnsafeSlow(READ_CHUNK) : (scratch ??= Buffer.allocUnsafeSlow(READ_CHUNK));
       let n: number | null;
       try {
         n = s.read(buf);
@@ -104,11 +120,20 @@ export class SessionHandle {
         return;
       }
       this.bytesRead += n;
-      const chunk = n < READ_CHUNK / 2 ? Buffer.from(buf.subarray(0, n)) : buf.subarray(0, n);
+      let chunk: Buffer;
+      if (n >= BIG_READ) {
+        this.bigReads = true;
+        chunk = big ? (n === READ_CHUNK ? buf : buf.subarray(0, n)) : Buffer.from(buf.subarray(0, n));
+      } else {
+        this.bigReads = false;
+        chunk = Buffer.allocUnsafe(n);
+        buf.copy(chunk, 0, 0, n);
+      }
       if (!sock.push(chunk)) {
         this.reading = false;
         return;
       }
+      if (!drain && n < READ_CHUNK) return;
     }
   }
 
@@ -220,72 +245,99 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
     this._pendingData = null;
     this._pendingEncoding = '';
     const session = handle.session;
-    let queued = 0;
     if (!session || this.destroyed) {
       cb(Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' }));
       return;
     }
     this._unrefTimer();
-    const bufs: Buffer[] = [];
-    if (writev) {
-      const list = data as ({ chunk: Buffer | string; encoding: BufferEncoding } | Buffer)[] & { allBuffers?: boolean };
-      for (const el of list) {
-        if (Buffer.isBuffer(el)) bufs.push(el);
-        else bufs.push(typeof el.chunk === 'string' ? Buffer.from(el.chunk, el.encoding) : el.chunk);
-      }
-    } else {
-      bufs.push(typeof data === 'string' ? Buffer.from(data, encoding) : (data as Buffer));
-    }
     // Bytes count as written once handed to the session, as with a kernel handle's write
     // request (the part still waiting for room included).
-    for (const b of bufs) queued += b.length;
-    handle.bytesWritten += queued;
-    let i = 0;
-    let off = 0;
-    // Returns true when every byte is in the fifo, false when it must wait for room; throws the
-    // session's error (EPIPE, ECONNRESET, ...).
-    const step = (): boolean => {
-      while (i < bufs.length) {
-        const b = bufs[i] as Buffer;
-        if (off < b.length) {
-          const n = session.write(b, off, b.length - off);
-          off += n;
-          if (off < b.length) return false;
-        }
-        i++;
-        off = 0;
-      }
-      return true;
-    };
-    const onWritable = (): void => {
-      let done: boolean;
+    if (!writev) {
+      // The common case, one buffer that fits: one native call, nothing allocated.
+      const b = typeof data === 'string' ? Buffer.from(data, encoding) : (data as Buffer);
+      handle.bytesWritten += b.length;
+      let n: number;
       try {
-        done = step();
+        n = session.write(b, 0, b.length);
       } catch (e) {
-        session.off('writable', onWritable);
         cb(e as Error);
         return;
       }
-      if (done) {
-        session.off('writable', onWritable);
-        handle.writeQueueSize = 0;
-        cb();
+      if (n === b.length) cb();
+      else writeRest(handle, session, [b], 0, n, b.length - n, cb);
+      return;
+    }
+    const bufs: Buffer[] = [];
+    let queued = 0;
+    const list = data as ({ chunk: Buffer | string; encoding: BufferEncoding } | Buffer)[];
+    for (const el of list) {
+      const b = Buffer.isBuffer(el) ? el : typeof el.chunk === 'string' ? Buffer.from(el.chunk, el.encoding) : el.chunk;
+      bufs.push(b);
+      queued += b.length;
+    }
+    handle.bytesWritten += queued;
+    writeRest(handle, session, bufs, 0, 0, queued, cb);
+  };
+}
+
+/**
+ * Write bufs[i] from offset off onwards, then the rest of the list: what fits goes in now; the
+ * remainder waits for 'writable'; cb runs once every byte is in the fifo, or with the session's
+ * error (EPIPE, ECONNRESET, ...).
+ */
+function writeRest(
+  handle: SessionHandle,
+  session: VlsSession,
+  bufs: Buffer[],
+  i: number,
+  off: number,
+  pending: number,
+  cb: (err?: Error) => void,
+): void {
+  // Returns true when every byte is in the fifo, false when it must wait for room; throws.
+  const step = (): boolean => {
+    while (i < bufs.length) {
+      const b = bufs[i] as Buffer;
+      if (off < b.length) {
+        const n = session.write(b, off, b.length - off);
+        off += n;
+        pending -= n;
+        if (off < b.length) return false;
       }
-    };
+      i++;
+      off = 0;
+    }
+    return true;
+  };
+  const onWritable = (): void => {
     let done: boolean;
     try {
       done = step();
     } catch (e) {
+      session.off('writable', onWritable);
+      handle.writeQueueSize = 0;
       cb(e as Error);
       return;
     }
+    handle.writeQueueSize = pending;
     if (done) {
+      session.off('writable', onWritable);
       cb();
-      return;
     }
-    handle.writeQueueSize = queued;
-    session.on('writable', onWritable);
   };
+  let done: boolean;
+  try {
+    done = step();
+  } catch (e) {
+    cb(e as Error);
+    return;
+  }
+  if (done) {
+    cb();
+    return;
+  }
+  handle.writeQueueSize = pending;
+  session.on('writable', onWritable);
 }
 
 /** The error Node gives a read that failed on this socket. */

@@ -230,8 +230,14 @@ export class VlsWorker {
     const secret = config.secret
       ? createHash('sha256').update(`node-vls:${config.secret}`).digest()
       : Buffer.alloc(32);
-    const rv = this.native.attach(this.dir, config.fifoSize, config.segmentSize, config.mqSize, secret, (n, metas, d) =>
-      this.onEvents(n, metas, d),
+    const rv = this.native.attach(
+      this.dir,
+      config.fifoSize,
+      config.segmentSize,
+      config.mqSize,
+      secret,
+      (n, metas, d) => this.onEvents(n, metas, d),
+      config.pollUsec,
     );
     if (rv < 0) {
       throw new VlsError('ERR_VLS_ATTACH_FAILED', `node-vls: cannot attach to namespace ${config.namespace} in ${this.dir}`, {
@@ -256,7 +262,7 @@ export class VlsWorker {
       if (type === AE_IO) {
         const s = this.sessions.get(h);
         if (!s) continue;
-        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable');
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
         if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
       } else if (type === AE_ACCEPT) {
         const l = this.listeners.get(h);

@@ -3,12 +3,18 @@
 // which src/errors.ts turns into Node-style errors.
 //
 // One Worker per JS environment (the main thread and each worker_threads thread): it owns a
-// vls_app, a uv_poll on the app's single fd, and calls JS once per batch of events, passing a
+// vls_app, a uv_poll on the worker's eventfd (IO events: the hot path, one syscall to reset it and
+// no nested epoll), a uv_poll on the app's fd (control sockets), and calls JS once per batch of
+// events, passing a
 // reused Float64Array of records [type, events, handle, handle2, err] and, only when some event
 // carries metadata (accept / connected), an array of Buffers.
 #include <napi.h>
 #include <uv.h>
 
+#include <sched.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -53,8 +59,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
 
  private:
   vls_app_t *app_ = nullptr;
-  uv_poll_t *poll_ = nullptr;
+  uv_poll_t *poll_ = nullptr;     // the app fd: control sockets
+  uv_poll_t *io_poll_ = nullptr;  // the worker's eventfd: IO events
   uv_timer_t *timer_ = nullptr;
+  uv_idle_t *idle_ = nullptr;     // busy polling (VLS_POLL_USEC): keeps the loop from sleeping
+  uint64_t poll_ns_ = 0;          // busy-poll window after activity, 0: off
+  uint64_t last_activity_ = 0;
+  bool busy_ = false;
   Napi::FunctionReference on_events_;
   Napi::Reference<Napi::Float64Array> batch_;
   Napi::AsyncContext *ctx_ = nullptr;
@@ -68,9 +79,14 @@ class Worker : public Napi::ObjectWrap<Worker> {
     if (!app_) return;
     napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
     uv_close(reinterpret_cast<uv_handle_t *>(poll_), [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
+    uv_close(reinterpret_cast<uv_handle_t *>(io_poll_), [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
     uv_close(reinterpret_cast<uv_handle_t *>(timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    uv_close(reinterpret_cast<uv_handle_t *>(idle_), [](uv_handle_t *h) { delete reinterpret_cast<uv_idle_t *>(h); });
     poll_ = nullptr;
+    io_poll_ = nullptr;
     timer_ = nullptr;
+    idle_ = nullptr;
+    busy_ = false;
     vls_app_destroy(app_);
     app_ = nullptr;
     delete ctx_;
@@ -79,7 +95,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
     batch_.Reset();
   }
 
-  // attach(dir, fifoSize, segmentSize, mqSize, secret: Buffer(32), onEvents) -> index or -errno
+  // attach(dir, fifoSize, segmentSize, mqSize, secret: Buffer(32), onEvents, pollUsec) -> index or -errno
   Napi::Value Attach(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (app_) return Napi::Number::New(env, -EISCONN);
@@ -94,6 +110,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
     std::memcpy(cfg.secret, secret.Data(), std::min<size_t>(secret.Length(), VLS_SECRET_LEN));
     int rv = vls_app_attach_ns(&app_, &cfg, dir.c_str());
     if (rv < 0) return Napi::Number::New(env, rv);
+    int efd = vls_app_split_eventfd(app_);
+    if (efd < 0) {
+      vls_app_destroy(app_);
+      app_ = nullptr;
+      return Napi::Number::New(env, efd);
+    }
+    poll_ns_ = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue() * 1000.0);
     uv_loop_t *loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     poll_ = new uv_poll_t;
@@ -101,6 +124,15 @@ class Worker : public Napi::ObjectWrap<Worker> {
     poll_->data = this;
     uv_poll_start(poll_, UV_READABLE, OnPoll);
     uv_unref(reinterpret_cast<uv_handle_t *>(poll_));
+    io_poll_ = new uv_poll_t;
+    uv_poll_init(loop, io_poll_, efd);
+    io_poll_->data = this;
+    uv_poll_start(io_poll_, UV_READABLE, OnIoPoll);
+    uv_unref(reinterpret_cast<uv_handle_t *>(io_poll_));
+    idle_ = new uv_idle_t;
+    uv_idle_init(loop, idle_);
+    idle_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t *>(idle_));
     timer_ = new uv_timer_t;
     uv_timer_init(loop, timer_);
     timer_->data = this;
@@ -120,20 +152,53 @@ class Worker : public Napi::ObjectWrap<Worker> {
   static void OnPoll(uv_poll_t *h, int status, int events) {
     (void)status;
     (void)events;
-    static_cast<Worker *>(h->data)->Pump();
+    static_cast<Worker *>(h->data)->Pump(0);
   }
 
-  static void OnTimer(uv_timer_t *h) { static_cast<Worker *>(h->data)->Pump(); }
+  static void OnIoPoll(uv_poll_t *h, int status, int events) {
+    (void)status;
+    (void)events;
+    Worker *w = static_cast<Worker *>(h->data);
+    // A busy-polling worker leaves the eventfd to us (a late wake-up from a producer that saw us
+    // asleep, or nothing): reset it so the poll does not fire again.
+    if (w->busy_ && w->app_) vls_worker_clear_eventfd(vls_app_worker(w->app_));
+    w->Pump(VLS_APP_POLL_IO_ONLY);
+  }
+
+  static void OnTimer(uv_timer_t *h) { static_cast<Worker *>(h->data)->Pump(0); }
+
+  // Busy polling: each turn of the loop looks at the queue (shared memory, no syscall) while the
+  // window after the last activity lasts; then the worker announces sleep and the loop may block.
+  static void OnIdle(uv_idle_t *h) {
+    Worker *w = static_cast<Worker *>(h->data);
+    if (!w->app_) return;
+    if (vls_worker_has_work(vls_app_worker(w->app_))) {
+      w->Pump(VLS_APP_POLL_IO_ONLY);
+      return;
+    }
+    if (uv_hrtime() - w->last_activity_ < w->poll_ns_) {
+      // Nothing yet: give the CPU to whoever else wants it (the peer itself, when both share a
+      // CPU); with a CPU to ourselves this returns at once.
+      sched_yield();
+      return;
+    }
+    w->busy_ = false;
+    uv_idle_stop(w->idle_);
+    vls_worker_set_busy_poll(vls_app_worker(w->app_), 0);
+    w->Pump(VLS_APP_POLL_IO_ONLY);  // announces sleep, with the re-check
+  }
 
   // Drain the app and hand the events to JS, one call per batch.
-  void Pump() {
+  void Pump(unsigned flags) {
     if (!app_ || in_pump_) return;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     in_pump_ = true;
+    int delivered = 0;
     for (int round = 0; round < 64 && app_; round++) {
-      int n = vls_app_poll(app_, evs_.data(), kBatch);
+      int n = vls_app_poll_ex(app_, evs_.data(), kBatch, flags);
       if (n <= 0) break;
+      delivered += n;
       Napi::Float64Array batch = batch_.Value();
       double *d = batch.Data();
       Napi::Value metas = env.Undefined();
@@ -167,6 +232,14 @@ class Worker : public Napi::ObjectWrap<Worker> {
       if (n < kBatch) break;
     }
     in_pump_ = false;
+    if (delivered && poll_ns_ && app_) {
+      last_activity_ = uv_hrtime();
+      if (!busy_) {
+        busy_ = true;
+        vls_worker_set_busy_poll(vls_app_worker(app_), 1);
+        uv_idle_start(idle_, OnIdle);
+      }
+    }
     // Events that found a peer's queue full are retried shortly; nothing else needs a timer.
     if (app_ && vls_worker_deferred(vls_app_worker(app_)) > 0) uv_timer_start(timer_, OnTimer, 1, 0);
   }
@@ -182,7 +255,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
   }
 
   Napi::Value PumpJs(const Napi::CallbackInfo &info) {
-    Pump();
+    Pump(0);
     return info.Env().Undefined();
   }
 
@@ -293,6 +366,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
     o.Set("eventsStale", static_cast<double>(ws.evts_stale));
     o.Set("eventsDeferred", static_cast<double>(ws.evts_deferred));
     o.Set("mqFull", static_cast<double>(ws.mq_full));
+    o.Set("wakeups", static_cast<double>(ws.wakeups));
     o.Set("segmentBytes", static_cast<double>(ws.segment_size));
     o.Set("segmentUsed", static_cast<double>(ws.segment_used));
     o.Set("controlConnections", as.n_ctrl);
@@ -316,10 +390,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
   Napi::Value SetRef(const Napi::CallbackInfo &info) {
     bool on = info[0].As<Napi::Boolean>().Value();
     if (poll_ && on != refed_) {
-      if (on)
+      if (on) {
         uv_ref(reinterpret_cast<uv_handle_t *>(poll_));
-      else
+        uv_ref(reinterpret_cast<uv_handle_t *>(io_poll_));
+      } else {
         uv_unref(reinterpret_cast<uv_handle_t *>(poll_));
+        uv_unref(reinterpret_cast<uv_handle_t *>(io_poll_));
+      }
       refed_ = on;
     }
     return info.Env().Undefined();
@@ -351,6 +428,14 @@ Napi::Value StatQuery(const Napi::CallbackInfo &info) {
   return Napi::String::New(info.Env(), buf.data(), static_cast<size_t>(rv));
 }
 
+// mtimeNs(path) -> modification time in ns (a double: exact to well under a microsecond), or
+// -errno. The registry's cache check on every connect: far cheaper than fs.statSync.
+Napi::Value MtimeNs(const Napi::CallbackInfo &info) {
+  struct stat st;
+  if (stat(info[0].As<Napi::String>().Utf8Value().c_str(), &st) < 0) return Napi::Number::New(info.Env(), -errno);
+  return Napi::Number::New(info.Env(), static_cast<double>(st.st_mtim.tv_sec) * 1e9 + static_cast<double>(st.st_mtim.tv_nsec));
+}
+
 Napi::Value NsLock(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), vls_ns_lock(info[0].As<Napi::String>().Utf8Value().c_str()));
 }
@@ -366,6 +451,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("errName", Napi::Function::New(env, ErrName));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("nsLock", Napi::Function::New(env, NsLock));
+  exports.Set("mtimeNs", Napi::Function::New(env, MtimeNs));
   exports.Set("statQuery", Napi::Function::New(env, StatQuery));
   exports.Set("nsUnlock", Napi::Function::New(env, NsUnlock));
   return exports;

@@ -188,6 +188,7 @@ static void vls__conn_free(vls_app_t *app, uint32_t ci) {
 
 void vls_app_destroy(vls_app_t *app) {
   if (!app) return;
+  if (app->w) vls_worker_close_all(app->w); /* FINs first, then the hang-ups */
   for (uint32_t i = 0; i < app->n_conns; i++) vls__conn_free(app, i);
   if (app->w) vls_worker_destroy(app->w);
   if (app->lfd >= 0) close(app->lfd);
@@ -684,10 +685,18 @@ int vls_app_reset(vls_app_t *app, uint64_t h) {
   return vls_reset(app->w, h);
 }
 
-int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max) {
+int vls_app_split_eventfd(vls_app_t *app) {
+  int efd = vls_worker_eventfd(app->w);
+  if (epoll_ctl(app->kfd, EPOLL_CTL_DEL, efd, NULL) < 0 && errno != ENOENT) return -errno;
+  return efd;
+}
+
+int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max) { return vls_app_poll_ex(app, evs, max, 0); }
+
+int vls_app_poll_ex(vls_app_t *app, vls_app_evt_t *evs, int max, unsigned flags) {
   if (max <= 0) return -EINVAL;
   struct epoll_event kev[64];
-  int nk = epoll_wait(app->kfd, kev, 64, 0);
+  int nk = (flags & VLS_APP_POLL_IO_ONLY) ? 0 : epoll_wait(app->kfd, kev, 64, 0);
   for (int i = 0; i < nk; i++) {
     uint64_t kind = kev[i].data.u64 >> 32;
     uint32_t ci = (uint32_t)kev[i].data.u64;

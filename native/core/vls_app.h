@@ -94,6 +94,13 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t
                     const void *meta, uint32_t meta_len, uint64_t *ch);
 /* Do pending work and collect events (at most max). Never blocks. */
 int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max);
+/* Take the worker's eventfd out of vls_app_fd() and return it, for a caller that watches the two
+ * fds separately (the addon: one uv_poll each). When only the eventfd woke, the caller passes
+ * VLS_APP_POLL_IO_ONLY and skips the control sockets (one epoll_wait syscall less per message);
+ * when vls_app_fd() woke, it calls with 0 as before. */
+int vls_app_split_eventfd(vls_app_t *app);
+#define VLS_APP_POLL_IO_ONLY 1u
+int vls_app_poll_ex(vls_app_t *app, vls_app_evt_t *evs, int max, unsigned flags);
 /* Sessions and listeners made through the app are registered edge-triggered for IO events.
  * `tag` names the endpoint (nonzero); a connect must name the same tag, so a stale registry entry
  * can never reach a different listener that happens to have the same handle in a new worker. */

@@ -118,6 +118,7 @@ void vls__epoll_notify(vls_worker_t *w, vls_session_t *s, uint32_t events) {
   if (queued && !w->in_poll && !w->kicked) {
     uint64_t one = 1;
     w->kicked = 1;
+    if (w->busy_poll) return; /* the busy poller sees `kicked` (vls_worker_has_work) */
     ssize_t r = write(w->efd, &one, sizeof one);
     (void)r;
   }

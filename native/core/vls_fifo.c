@@ -2,16 +2,28 @@
 
 #include <string.h>
 
-uint64_t vls_fifo_footprint(uint32_t size) { return sizeof(vls_fifo_shared_t) + size; }
+uint64_t vls_fifo_footprint(uint32_t size) {
+  /* two allocator blocks: the header (its payload rounded up to a power of two) and the data */
+  uint64_t h = VLS_CACHE_LINE;
+  while (h < sizeof(vls_fifo_shared_t)) h <<= 1;
+  return VLS_CACHE_LINE + h + VLS_CACHE_LINE + size;
+}
 
+/* The shared header and the data ring are two allocations, so that the ring (a power of two)
+ * fills its size class exactly. */
 int64_t vls_fifo_create(vls_segment_t *seg, uint32_t size) {
   if (!vls_is_pow2(size) || size < VLS_FIFO_MIN_SIZE || size > VLS_FIFO_MAX_SIZE) return -EINVAL;
-  int64_t off = vls_segment_alloc(seg, vls_fifo_footprint(size));
+  int64_t off = vls_segment_alloc(seg, sizeof(vls_fifo_shared_t));
   if (off < 0) return off;
+  int64_t data = vls_segment_alloc(seg, size);
+  if (data < 0) {
+    vls_segment_free(seg, (uint64_t)off);
+    return data;
+  }
   vls_fifo_shared_t *sh = vls_segment_ptr(seg, (uint64_t)off, sizeof *sh);
   memset(sh, 0, sizeof *sh);
   sh->size = size;
-  sh->data_off = (uint64_t)off + sizeof *sh;
+  sh->data_off = (uint64_t)data;
   atomic_thread_fence(memory_order_release);
   sh->magic = VLS_FIFO_MAGIC;
   return off;
@@ -20,7 +32,11 @@ int64_t vls_fifo_create(vls_segment_t *seg, uint32_t size) {
 int vls_fifo_destroy(vls_segment_t *seg, uint64_t off) {
   vls_fifo_shared_t *sh = vls_segment_ptr(seg, off, sizeof *sh);
   if (!sh) return -EINVAL;
+  uint64_t data = *(volatile uint64_t *)&sh->data_off;
   sh->magic = 0;
+  /* The allocator checks the block before it frees it: a data offset a peer scribbled over is
+   * refused there, not followed. */
+  vls_segment_free(seg, data);
   return vls_segment_free(seg, off);
 }
 
@@ -216,6 +232,10 @@ int vls_fifo_needs_deq_ntf(vls_fifo_t *f) {
 void vls_fifo_set_eof(vls_fifo_t *f) {
   /* release: every byte published before this store is visible to a reader that sees eof */
   atomic_store_explicit(&f->sh->eof, 1, memory_order_release);
+}
+
+int vls_fifo_eof_sent(const vls_fifo_t *f) {
+  return atomic_load_explicit(&f->sh->eof, memory_order_acquire) != 0;
 }
 
 int vls_fifo_is_eof(vls_fifo_t *f) {

@@ -70,7 +70,8 @@ typedef struct vls_fifo {
   uint32_t my_tail; /* producer's own index, authoritative for this process */
 } vls_fifo_t;
 
-/* Bytes of segment space a fifo of `size` needs (shared header plus data). */
+/* Bytes of segment space a fifo of `size` takes: its shared header and its data, two blocks of
+ * the segment allocator (block headers included). */
 uint64_t vls_fifo_footprint(uint32_t size);
 /* Allocate and format a fifo in `seg`; returns its segment offset or a negative errno. */
 int64_t vls_fifo_create(vls_segment_t *seg, uint32_t size);
@@ -122,5 +123,7 @@ int vls_fifo_resync(vls_fifo_t *f);
 void vls_fifo_set_eof(vls_fifo_t *f);
 /* Consumer: 1 when the producer set eof and every byte before it has been read. */
 int vls_fifo_is_eof(vls_fifo_t *f);
+/* Consumer: 1 when the producer set eof, whether or not bytes before it are still unread. */
+int vls_fifo_eof_sent(const vls_fifo_t *f);
 
 #endif

@@ -19,7 +19,10 @@ typedef struct vls__blk {
 #define VLS__BLK_LIVE 0x4c49564500000000ull /* "LIVE" */
 #define VLS__BLK_FREE 0x4652454500000000ull /* "FREE" */
 #define VLS__BLK_MASK 0xffffffff00000000ull
-#define VLS__MIN_CLASS 7 /* 128-byte blocks: header line + one payload line */
+#define VLS__MIN_CLASS 6 /* payload of one cache line (a 128-byte block with its header) */
+/* Class c holds a payload of exactly 2^c bytes behind its header line, so a power-of-two request
+ * (a fifo's data, 256 KiB) takes 2^c + 64 bytes, not twice its size. */
+#define VLS__BLK_BYTES(c) ((1ull << (c)) + sizeof(vls__blk_t))
 
 int vls_shm_mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t a;
@@ -143,24 +146,23 @@ void *vls_segment_ptr(const vls_segment_t *seg, uint64_t off, uint64_t len) {
   return seg->base + off;
 }
 
-static int vls__class_of(uint64_t total) {
+static int vls__class_of(uint64_t payload) {
   int c = VLS__MIN_CLASS;
-  while ((1ull << c) < total) c++;
+  while (c < VLS_SEGMENT_N_CLASSES && (1ull << c) < payload) c++;
   return c;
 }
 
 /* A free-list link read from shared memory: must name a free block of the same class. */
 static vls__blk_t *vls__checked_free_blk(vls_segment_t *seg, uint64_t payload_off, int cls) {
   if (payload_off < seg->data_start + sizeof(vls__blk_t)) return NULL;
-  vls__blk_t *b = vls_segment_ptr(seg, payload_off - sizeof(vls__blk_t), 1ull << cls);
+  vls__blk_t *b = vls_segment_ptr(seg, payload_off - sizeof(vls__blk_t), VLS__BLK_BYTES(cls));
   if (!b || b->magic_class != (VLS__BLK_FREE | (uint64_t)cls)) return NULL;
   return b;
 }
 
 int64_t vls_segment_alloc(vls_segment_t *seg, uint64_t size) {
   if (!seg->base || size == 0 || size > seg->size) return -EINVAL;
-  uint64_t total = VLS_ALIGN_UP(size, VLS_CACHE_LINE) + sizeof(vls__blk_t);
-  int cls = vls__class_of(total);
+  int cls = vls__class_of(VLS_ALIGN_UP(size, VLS_CACHE_LINE));
   if (cls >= VLS_SEGMENT_N_CLASSES) return -ENOMEM;
   vls_segment_hdr_t *h = seg->hdr;
   int rv = vls_shm_mutex_lock(&h->lock);
@@ -179,7 +181,7 @@ int64_t vls_segment_alloc(vls_segment_t *seg, uint64_t size) {
     out = (int64_t)head;
   } else {
     uint64_t blk_off = h->bump;
-    uint64_t bytes = 1ull << cls;
+    uint64_t bytes = VLS__BLK_BYTES(cls);
     if (blk_off < seg->data_start || blk_off > seg->size || bytes > seg->size - blk_off) {
       out = blk_off > seg->size ? -EIO : -ENOMEM;
       goto done;
@@ -191,7 +193,7 @@ int64_t vls_segment_alloc(vls_segment_t *seg, uint64_t size) {
     out = (int64_t)(blk_off + sizeof(vls__blk_t));
   }
   h->n_allocs++;
-  h->bytes_used += 1ull << cls;
+  h->bytes_used += VLS__BLK_BYTES(cls);
 done:
   vls_shm_mutex_unlock(&h->lock);
   return out;
@@ -208,7 +210,7 @@ int vls_segment_free(vls_segment_t *seg, uint64_t off) {
   uint64_t mc = b->magic_class;
   int cls = (int)(mc & 0xff);
   if ((mc & VLS__BLK_MASK) != VLS__BLK_LIVE || cls < VLS__MIN_CLASS ||
-      cls >= VLS_SEGMENT_N_CLASSES || !vls_segment_ptr(seg, off - sizeof(vls__blk_t), 1ull << cls)) {
+      cls >= VLS_SEGMENT_N_CLASSES || !vls_segment_ptr(seg, off - sizeof(vls__blk_t), VLS__BLK_BYTES(cls))) {
     vls_shm_mutex_unlock(&h->lock);
     return -EINVAL;
   }
@@ -216,7 +218,7 @@ int vls_segment_free(vls_segment_t *seg, uint64_t off) {
   b->next_free = h->free_head[cls];
   h->free_head[cls] = off;
   h->n_allocs--;
-  h->bytes_used -= 1ull << cls;
+  h->bytes_used -= VLS__BLK_BYTES(cls);
   vls_shm_mutex_unlock(&h->lock);
   return 0;
 }

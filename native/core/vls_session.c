@@ -119,13 +119,27 @@ static void vls__peer_release(vls_worker_t *w, uint32_t pid) {
   p->mq.efd = -1;
 }
 
-void vls_worker_destroy(vls_worker_t *w) {
-  if (!w) return;
-  /* Reset every live session so that its peer learns at once, not when it notices we died. */
+static void vls__send_fin(vls_worker_t *w, vls_session_t *s);
+
+void vls_worker_close_all(vls_worker_t *w) {
+  /* Close every live session as the kernel closes the sockets of a process that exits: FIN
+   * behind the queued bytes (the peer still maps the fifos and reads them after we are gone),
+   * or a reset when received data was left unread, or for a connection nobody accepted. The
+   * peer learns at once, not when it notices that we went. */
   for (uint32_t i = 0; i < w->n_slots; i++) {
     vls_session_t *s = vls__slot(w, i);
-    if (s->gen && !(s->flags & (VLS_SF_EPOLL | VLS_SF_LISTENER))) vls_reset(w, vls__session_handle(w, s));
+    if (!s->gen || (s->flags & (VLS_SF_EPOLL | VLS_SF_LISTENER | VLS_SF_APP_GONE))) continue;
+    if (s->ct && s->state != VLS_SS_ACCEPTING && !(s->flags & VLS_SF_PEER_RESET) && !s->err &&
+        ((s->flags & VLS_SF_SHUT_RD) || vls_fifo_max_dequeue(&s->rx) == 0))
+      vls__send_fin(w, s);
+    else
+      vls_reset(w, vls__session_handle(w, s));
   }
+}
+
+void vls_worker_destroy(vls_worker_t *w) {
+  if (!w) return;
+  vls_worker_close_all(w);
   for (uint32_t i = 0; i < w->n_slots; i++) {
     vls_session_t *s = vls__slot(w, i);
     if (s->gen) vls__session_free(w, s);
@@ -162,6 +176,7 @@ int vls_worker_stats(const vls_worker_t *w, vls_worker_stats_t *st) {
   st->evts_stale = w->evts_stale;
   st->evts_deferred = w->evts_deferred;
   st->mq_full = w->mq_full;
+  st->wakeups = w->wakeups;
   st->ep_visits = w->ep_visits;
   for (uint32_t i = 0; i < w->n_peers; i++) {
     vls_segment_stats_t ss;
@@ -266,7 +281,10 @@ static int vls__post(vls_worker_t *w, uint32_t pid, uint16_t type, uint64_t hand
     return vls__defer(p, &e);
   }
   int rv = vls_mq_send(&p->mq, &e, sizeof e);
-  if (VLS_LIKELY(rv >= 0)) return 0;
+  if (VLS_LIKELY(rv >= 0)) {
+    w->wakeups += (uint64_t)rv; /* 1: the peer may have been asleep, its eventfd was written */
+    return 0;
+  }
   if (rv == -EAGAIN) {
     w->mq_full++;
     w->evts_deferred++;
@@ -781,9 +799,12 @@ static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int p
   }
   if (rv > 0 && !peek) {
     s->bytes_in += (uint64_t)rv;
-    /* Drained: re-arm the writer's event now, so its next byte signals us even if the reader
-     * does not come back for an -EAGAIN first. */
-    if (vls_fifo_max_dequeue(&s->rx) == 0) vls_fifo_unset_event(&s->rx);
+    /* Drained: re-arm the writer's event now, so its next byte signals us and the reader need
+     * not come back for an -EAGAIN first. Bytes that raced in while we re-armed were sent while
+     * the flag was still set (no signal): report them ourselves. So a read that returns less than
+     * asked leaves nothing behind without a readable event to come. */
+    if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) > 0)
+      vls__epoll_notify(w, s, VLS_EPOLLIN);
     if (vls_fifo_needs_deq_ntf(&s->rx)) vls__post(w, s->peer, VLS_EVT_TX, s->peer_handle, 0);
   } else if (rv == -EIO) {
     s->err = 0;
@@ -973,6 +994,15 @@ static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err) {
     vls__session_finish(w, s);
     return;
   }
+  if (s->ct && s->state != VLS_SS_ACCEPTING && !(s->flags & VLS_SF_PEER_RESET) && vls_fifo_eof_sent(&s->rx)) {
+    /* It closed its end before it went (a process that exits): what it sent stays readable in
+     * the fifo we map, then end of stream; writing to it fails as writing to a closed TCP peer
+     * does. */
+    s->flags |= VLS_SF_PEER_SHUT_WR;
+    s->state = VLS_SS_TRANSPORT_CLOSED;
+    vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLHUP | VLS_EPOLLRDHUP);
+    return;
+  }
   s->flags |= VLS_SF_PEER_RESET;
   if (!s->err) s->err = err;
   if (s->ct) vls_fifo_drop_all(&s->rx);
@@ -1001,9 +1031,19 @@ static void vls__apply(vls_worker_t *w, const vls_evt_t *e) {
     return;
   }
   switch (e->type) {
-  case VLS_EVT_RX:
-    vls__epoll_notify(w, s, VLS_EPOLLIN);
+  case VLS_EVT_RX: {
+    /* The writer sets has_event after its bytes are visible, so a reader that was awake may
+     * have read them (and re-armed) before the flag went up: this event then finds the fifo
+     * empty with the flag set, and the writer's next bytes would signal nobody. Re-arm here
+     * (with the re-check) and report only bytes that are really there. */
+    int report = 1;
+    vls_ct_shared_t *ct = s->ct;
+    vls__slock(s);
+    if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) == 0) report = 0;
+    vls__sunlock(s, ct);
+    if (report) vls__epoll_notify(w, s, VLS_EPOLLIN);
     break;
+  }
   case VLS_EVT_TX:
     if (s->state == VLS_SS_CLOSING && vls_fifo_max_enqueue(&s->tx) == s->tx.size)
       s->state = VLS_SS_APP_CLOSED;
@@ -1066,12 +1106,26 @@ static void vls__reap_peers(vls_worker_t *w) {
   }
 }
 
+void vls_worker_set_busy_poll(vls_worker_t *w, int on) {
+  vls__wlock(w);
+  w->busy_poll = on != 0;
+  vls__wunlock(w);
+}
+
+int vls_worker_has_work(vls_worker_t *w) {
+  if (w->kicked || vls_worker_deferred(w)) return 1;
+  int64_t d = vls_mq_depth(&w->mq);
+  return d != 0; /* -EIO (corrupt) too: vls_worker_poll reports it */
+}
+
+void vls_worker_clear_eventfd(vls_worker_t *w) { vls_mq_eventfd_clear(&w->mq); }
+
 int vls_worker_poll(vls_worker_t *w) {
   vls__wlock(w);
   int total = 0;
   w->in_poll = 1;
   w->kicked = 0;
-  vls_mq_eventfd_clear(&w->mq);
+  if (!w->busy_poll) vls_mq_eventfd_clear(&w->mq);
   vls_mq_awake(&w->mq);
   vls__flush_deferred(w);
   for (;;) {
@@ -1081,7 +1135,7 @@ int vls_worker_poll(vls_worker_t *w) {
       break;
     }
     if (n == 0) {
-      if (vls_mq_ready_to_sleep(&w->mq)) break;
+      if (w->busy_poll || vls_mq_ready_to_sleep(&w->mq)) break;
       continue;
     }
     for (int i = 0; i < n; i++) vls__apply(w, &w->batch[i]);

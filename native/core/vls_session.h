@@ -122,6 +122,7 @@ typedef struct vls_worker_stats {
   uint32_t n_sessions; /* sessions and listeners (epoll sets not counted) */
   uint32_t n_peers;
   uint64_t evts_in, evts_out, evts_stale, evts_deferred, mq_full;
+  uint64_t wakeups; /* eventfd writes to peers that had announced sleep */
   uint64_t ep_visits;
   uint64_t segment_size, segment_used;
 } vls_worker_stats_t;
@@ -157,6 +158,21 @@ int vls_worker_thread_register(vls_worker_t *w);
 int vls_worker_poll(vls_worker_t *w);
 /* Events still waiting to be posted to full peer queues (the loop should retry soon). */
 int vls_worker_deferred(const vls_worker_t *w);
+/* What the kernel does to the sockets of a process that exits: FIN behind queued bytes for each
+ * live session (reset where received data was left unread, or nobody accepted it). Called by
+ * vls_worker_destroy; an app calls it before it hangs up its control connections, so that peers
+ * see the FINs before the hang-up. */
+void vls_worker_close_all(vls_worker_t *w);
+/* Busy polling (the VLS_POLL_USEC idea, after Onload's EF_POLL_USEC): while on, the worker never
+ * tells its producers it may sleep, so they write no eventfd; the caller polls
+ * vls_worker_has_work() instead of sleeping, and clears the eventfd itself when it fires. Turn it
+ * off, then call vls_worker_poll() once: it announces sleep with the usual re-check. */
+void vls_worker_set_busy_poll(vls_worker_t *w, int on);
+/* Cheap (no syscall): 1 when vls_worker_poll() would find something (queued events, deferred
+ * sends, readiness raised by our own calls). */
+int vls_worker_has_work(vls_worker_t *w);
+/* Reset the worker's eventfd (non-blocking). */
+void vls_worker_clear_eventfd(vls_worker_t *w);
 
 /* Sessions. Handles are >= 1 and fit in 53 bits (safe as JavaScript numbers). */
 int vls_listen(vls_worker_t *w, uint32_t backlog, uint64_t *lh);
@@ -177,7 +193,9 @@ int vls_accept(vls_worker_t *w, uint64_t lh, uint64_t *h);
 int vls_write(vls_worker_t *w, uint64_t h, const void *buf, uint32_t len);
 /* writev as one multi-segment enqueue; all_or_nothing keeps a unit together (datagrams). */
 int vls_writev(vls_worker_t *w, uint64_t h, const vls_iov_t *iov, uint32_t n, int all_or_nothing);
-/* read: bytes read, 0 at end-of-stream, -EAGAIN when nothing is there, the pending error once. */
+/* read: bytes read, 0 at end-of-stream, -EAGAIN when nothing is there, the pending error once.
+ * A read that returns less than len emptied the fifo: the reader need not call again until the
+ * next EPOLLIN (bytes that raced in meanwhile raise one). */
 int vls_read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len);
 int vls_peek(vls_worker_t *w, uint64_t h, void *buf, uint32_t len);
 

@@ -114,10 +114,14 @@ struct vls_worker {
   _Atomic uint32_t n_threads;
   pthread_mutex_t mt_lock;
   uint64_t evts_in, evts_out, evts_stale, evts_deferred, mq_full;
+  uint64_t wakeups;
   uint64_t ep_visits; /* ready-list items examined by vls_epoll_wait (cost accounting) */
   /* Readiness raised by an application call (not by an event from the queue) kicks our own
    * eventfd once, so an event loop that only waits on the eventfd looks again. */
   uint8_t in_poll, kicked;
+  /* Busy polling (vls_worker_set_busy_poll): never announce sleep, leave the eventfd to the
+   * caller, and note self-kicks instead of writing the eventfd. */
+  uint8_t busy_poll;
 };
 
 static inline uint64_t vls__handle(uint32_t idx, uint32_t gen) {

@@ -301,6 +301,98 @@ static void test_peer_killed(void) {
   vls_app_destroy(app);
 }
 
+/* A peer process that writes and then exits normally (vls_app_destroy, as at process exit)
+ * closes its sessions as the kernel closes a dying process's sockets: the survivor reads every
+ * byte that was queued, then end of stream, never a reset; writing back fails with EPIPE. A
+ * session with unread received data is reset instead, as TCP does. */
+static void test_peer_exits(void) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);
+    close(p[0]);
+    vls_app_t *app = mk_app(7, "srv", 0);
+    uint64_t lh;
+    CHECK_EQ(vls_app_listen(app, 64, 77, &lh), 0);
+    CHECK(write(p[1], &lh, sizeof lh) == sizeof lh);
+    vls_worker_t *w = vls_app_worker(app);
+    uint64_t hs[2];
+    int na = 0;
+    for (int it = 0; it < 500 && na < 2; it++) {
+      vls_app_evt_t evs[16];
+      int n = vls_app_poll(app, evs, 16);
+      for (int i = 0; i < n; i++)
+        if (evs[i].type == VLS_AE_ACCEPT && na < 2) hs[na++] = evs[i].handle2;
+      struct pollfd pf = {.fd = vls_app_fd(app), .events = POLLIN};
+      if (na < 2) poll(&pf, 1, 10);
+    }
+    CHECK_EQ(na, 2);
+    /* The first session gets 40000 bytes and is left open; the second has unread data. */
+    static unsigned char out[40000];
+    unsigned long long seed = 9;
+    for (size_t i = 0; i < sizeof out; i++) out[i] = (unsigned char)vls_test_rand(&seed);
+    CHECK_EQ(vls_write(w, hs[0], out, sizeof out), (int)sizeof out);
+    for (int i = 0; i < 500; i++) {
+      vls_session_info_t si;
+      CHECK_EQ(vls_session_info(w, hs[1], &si), 0);
+      if (si.rx_used) break;
+      vls_app_evt_t evs[16];
+      vls_app_poll(app, evs, 16);
+      struct pollfd pf = {.fd = vls_app_fd(app), .events = POLLIN};
+      poll(&pf, 1, 10);
+    }
+    vls_app_destroy(app);
+    _exit(0);
+  }
+  close(p[1]);
+  uint64_t lh;
+  CHECK(read(p[0], &lh, sizeof lh) == sizeof lh);
+  close(p[0]);
+  vls_app_t *app = mk_app(8, "cli", 0);
+  vls_worker_t *w = vls_app_worker(app);
+  char path[200];
+  sock_path(path, sizeof path, "srv");
+  uint64_t ch[2];
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ(vls_app_connect(app, path, lh, 77, "hello", 5, &ch[k]), 0);
+    CHECK_EQ(wait_evt(app, VLS_AE_CONNECTED, ch[k], NULL, 5000), 0);
+  }
+  CHECK_EQ(vls_write(w, ch[1], "unread", 6), 6);
+  int status;
+  CHECK_EQ(waitpid(pid, &status, 0), pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  /* Let the hang-up of its control connection arrive, then read. */
+  vls_app_stats_t st;
+  for (int i = 0; i < 500; i++) {
+    vls_app_evt_t evs[16];
+    vls_app_poll(app, evs, 16);
+    vls_app_stats(app, &st);
+    if (st.n_ctrl == 0) break;
+    struct pollfd pf = {.fd = vls_app_fd(app), .events = POLLIN};
+    poll(&pf, 1, 10);
+  }
+  CHECK_EQ(st.n_ctrl, 0);
+  static unsigned char in[65536];
+  unsigned long long seed = 9;
+  long got = 0;
+  int r;
+  while ((r = vls_read(w, ch[0], in, sizeof in)) > 0) {
+    for (int i = 0; i < r; i++) CHECK_EQ(in[i], (unsigned char)vls_test_rand(&seed));
+    got += r;
+  }
+  CHECK_EQ(got, 40000);
+  CHECK_EQ(r, 0); /* end of stream */
+  CHECK_EQ(vls_write(w, ch[0], "x", 1), -EPIPE);
+  CHECK_EQ(vls_read(w, ch[1], in, sizeof in), -ECONNRESET);
+  CHECK_EQ(vls_app_close(app, ch[0]), 0);
+  CHECK_EQ(vls_app_close(app, ch[1]), 0);
+  vls_worker_stats_t ws;
+  vls_worker_stats(w, &ws);
+  CHECK_EQ(ws.n_peers, 0); /* its segments unmapped once our sessions went */
+  vls_app_destroy(app);
+}
+
 /* A peer that writes out-of-range indices into the shared fifos: its session fails with EIO on
  * our side, we do not crash or touch memory outside the fifo, and other sessions go on. */
 static void test_hostile_peer(void) {
@@ -359,6 +451,7 @@ int main(void) {
   RUN(test_wrong_secret);
   RUN(test_garbage_ctrl);
   RUN(test_peer_killed);
+  RUN(test_peer_exits);
   RUN(test_hostile_peer);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include "vls_session_internal.h"
 #include "vls_test_ct.h"
 
 static vls_worker_t *A, *B;
@@ -382,6 +383,43 @@ static void test_multithread_worker(void) {
   teardown();
 }
 
+/* The lost wake-up the benchmarks found: the writer's bytes are visible before it raises
+ * has_event, so an awake reader can read them (and re-arm) first; the writer's event then finds
+ * an empty fifo. That event must re-arm the flag, or the writer's next bytes signal nobody. The
+ * interleaving is replayed step by step with the writer's own primitives. */
+static void test_rx_event_after_early_read(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh, ep;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_epoll_create(A, &ep), 0);
+  vls_epoll_event_t ev = {.events = VLS_EPOLLIN | VLS_EPOLLET, .data = 7};
+  CHECK_EQ(vls_epoll_ctl(A, ep, VLS_EPOLL_CTL_ADD, sh, &ev), 0);
+  vls_epoll_event_t evs[8];
+  vls_epoll_wait(A, ep, evs, 8, 0);
+  char buf[16];
+  vls_session_t *bs = vls__session_get(B, ch);
+  CHECK(bs != NULL);
+  for (int round = 0; round < 3; round++) {
+    /* 1. the writer's bytes are visible; it has not looked at the flag yet */
+    CHECK_EQ(vls_fifo_enqueue(&bs->tx, "abc", 3), 3);
+    /* 2. the reader, awake for another reason, reads them and re-arms */
+    CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 3);
+    /* 3. the writer raises the flag and posts its event */
+    CHECK_EQ(vls_fifo_set_event(&bs->tx), 1);
+    vls_evt_t e = {.type = VLS_EVT_RX, .aux = B->index, .handle = bs->peer_handle};
+    CHECK(vls_mq_send(&B->peers[bs->peer].mq, &e, sizeof e) >= 0);
+    /* 4. the reader takes the event: nothing to read, nothing reported */
+    CHECK_EQ(vls_epoll_wait(A, ep, evs, 8, 0), 0);
+    /* 5. the writer's next bytes must still wake the reader */
+    CHECK_EQ(vls_write(B, ch, "de", 2), 2);
+    CHECK_EQ(vls_epoll_wait(A, ep, evs, 8, 0), 1);
+    CHECK_EQ(evs[0].data, 7);
+    CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 2);
+  }
+  teardown();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_states_and_data);
@@ -397,5 +435,6 @@ int main(void) {
   RUN(test_same_worker);
   RUN(test_cycles_no_growth);
   RUN(test_multithread_worker);
+  RUN(test_rx_event_after_early_read);
   TEST_DONE();
 }
