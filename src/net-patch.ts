@@ -581,6 +581,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       session = worker.connect({ address: lookupAddress(dst), port, meta: Buffer.from(JSON.stringify(meta)), entry });
     } catch (e) {
       debug('cut-through connect to %s:%d failed: %s', address, port, (e as Error).message);
+      worker.registry.recheck(entry);
       if (strict) {
         release();
         socket.destroy(e as Error);
@@ -618,6 +619,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     s.once('error', (err: NodeJS.ErrnoException) => {
       if (socket._handle !== handle || !socket.connecting) return;
       debug('cut-through connect to %s:%d refused (%s)', address, port, err.code);
+      worker.registry.recheck(entry);
       if (err.code !== 'EACCES' && !strict) {
         viaKernel('error');
         return;
