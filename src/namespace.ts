@@ -76,6 +76,8 @@ export interface EndpointEntry {
   pid: number;
   sock: string;
   lh: number;
+  /** Set for an IPv6 wildcard listener that takes no IPv4 connections. */
+  v6only?: boolean;
 }
 
 /** The tag a listener is published under: a connect must present the same one. */
@@ -173,8 +175,9 @@ export class Registry {
    */
   lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
     const candidates = [address];
-    if (address.includes(':')) candidates.push('::');
-    else candidates.push('0.0.0.0', '::');
+    const v4 = !address.includes(':');
+    if (v4) candidates.push('0.0.0.0', '::');
+    else candidates.push('::');
     const names = this.entryNames();
     for (const a of candidates) {
       const name = entryName(proto, a, port);
@@ -183,11 +186,15 @@ export class Registry {
       // it, unpublish removes from it: both change its mtime) and its process lives; a worker that
       // died since is refused by the connect itself (its control socket does not answer).
       const known = this.checked.get(name);
-      if (known && pidAlive(known.pid)) return known;
+      if (known && pidAlive(known.pid)) {
+        // An ipv6Only wildcard listener is not reached from IPv4, as in the kernel.
+        if (v4 && known.v6only) continue;
+        return known;
+      }
       const e = this.live(path.join(this.dir, 'ep', name));
       if (e) {
         this.checked.set(name, e);
-        return e;
+        if (!(v4 && e.v6only)) return e;
       }
     }
     return undefined;
@@ -195,6 +202,16 @@ export class Registry {
 
   /** Entries found live since the listing was last read (cleared with it). */
   private checked = new Map<string, EndpointEntry>();
+
+  /**
+   * A connect to this entry failed: it is no longer taken as live, and it is removed if it is
+   * stale (a worker of a live process can be gone: a worker_threads thread that was terminated).
+   */
+  recheck(e: EndpointEntry): void {
+    const name = entryName(e.proto, e.address, e.port);
+    this.checked.delete(name);
+    this.live(path.join(this.dir, 'ep', name));
+  }
 
   /**
    * The names in ep/, cached while the directory is unchanged, so that a connect to an endpoint
@@ -229,7 +246,9 @@ export class Registry {
     if (pidAlive(e.pid) && this.native.probe(e.sock) === 0) return e;
     this.withLock(() => {
       const again = this.read(f);
-      if (again && again.sock === e.sock && again.lh === e.lh && this.native.probe(e.sock) !== 0) {
+      // A dead pid is stale even if its socket path answers: a new worker took over its index.
+      const same = again && again.pid === e.pid && again.sock === e.sock && again.lh === e.lh;
+      if (same && (!pidAlive(e.pid) || this.native.probe(e.sock) !== 0)) {
         fs.rmSync(f, { force: true });
       }
     });

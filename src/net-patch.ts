@@ -8,8 +8,18 @@
  *             publish { tcp, address, port } -> cut-through connections arrive as 'connection'
  *             with a net.Socket on a SessionHandle, counted, limited and published on
  *             diagnostics_channel like kernel ones.
- *   connect(): resolve the host (lookup option or dns.lookup, as net does) -> published?
- *             cut-through : original connect (with the resolved address, no second lookup)
+ *   connect(): what net's connect does, step for step, on a SessionHandle when the address net
+ *             would try first is published: an IP is looked up in the registry at once (not
+ *             published: the original connect, untouched); a name is resolved with net's own
+ *             lookup options and 'lookup' events (not published: the original connect, with the
+ *             answer replayed, no second lookup). On the next tick, as net's internalConnect:
+ *             localAddress/localPort bound for real (a kernel bind, so conflicts fail as in net),
+ *             'connectionAttempt', the session connect. A listener that refuses (gone meanwhile)
+ *             sends the connect to the kernel, which serves or refuses it as without the layer.
+ *   addresses: as the kernel shows them on loopback (0.0.0.0 and :: dial this host, 127/8 is
+ *             reached from 127.0.0.1, a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d).
+ *   cluster:  the primary's round-robin listener is not published; each worker publishes when it
+ *             gets 'listening' (one entry per address: the last worker to listen is named).
  */
 import * as dc from 'node:diagnostics_channel';
 import * as dns from 'node:dns';
@@ -19,6 +29,7 @@ import { debuglog } from 'node:util';
 
 import { errnoException } from './errors';
 import { attachSessionWriter, SessionHandle, type SockAddr } from './session-handle';
+import type { EndpointEntry } from './namespace';
 import type { VlsListener, VlsSession, VlsWorker } from './worker';
 
 const debug = debuglog('vls');
@@ -30,9 +41,11 @@ export type TransportReason = 'published' | 'not-published' | 'disabled' | 'erro
 const kVls = Symbol('vls.listener');
 const listening = new Set<ServerX>();
 const kTransport = Symbol('vls.transport');
+const kV6Only = Symbol('vls.v6only');
 
 type ServerX = net.Server & {
   [kVls]?: VlsListener;
+  [kV6Only]?: boolean;
   _connections: number;
   allowHalfOpen: boolean;
   pauseOnConnect: boolean;
@@ -47,6 +60,9 @@ type SocketX = Omit<net.Socket, 'connecting'> & {
   _handle: unknown;
   _peername: unknown;
   _sockname: unknown;
+  _host: string | null;
+  _parent: { connecting?: boolean } | null;
+  _unrefTimer(): void;
   server?: net.Server;
   _server?: net.Server;
 };
@@ -63,11 +79,138 @@ function familyOf(address: string): 'IPv4' | 'IPv6' {
   return net.isIPv6(address) ? 'IPv6' : 'IPv4';
 }
 
+/** The IPv4 address inside a v4-mapped IPv6 one (::ffff:127.0.0.1), else undefined. */
+function unmapped(address: string): string | undefined {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return m?.[1] !== undefined && net.isIPv4(m[1]) ? m[1] : undefined;
+}
+
+/** Where a connect really goes: the kernel takes 0.0.0.0 and :: to mean this host. */
+function effectiveDestination(address: string): string {
+  if (address === '0.0.0.0') return '127.0.0.1';
+  if (address === '::' || address === '::0') return '::1';
+  return address;
+}
+
+/** The source address the kernel picks for a local destination: 127.0.0.1 for all of 127/8. */
+function sourceFor(dst: string): string {
+  const v4 = net.isIPv4(dst) ? dst : unmapped(dst);
+  if (v4 === undefined || !v4.startsWith('127.')) return dst;
+  return v4 === dst ? '127.0.0.1' : '::ffff:127.0.0.1';
+}
+
+/** The address a listener is published under that a connect to dst reaches (a v4-mapped
+ * destination reaches IPv4 listeners, as in the kernel). */
+function lookupAddress(dst: string): string {
+  return unmapped(dst) ?? dst;
+}
+
+function findEndpoint(worker: VlsWorker, address: string, port: number): EndpointEntry | undefined {
+  return worker.registry.lookup('tcp', lookupAddress(effectiveDestination(address)), port);
+}
+
+/**
+ * Whether net's connect would throw on these options (then net runs, and throws its own error).
+ * The checks of lookupAndConnect, in its order.
+ */
+function netWouldThrow(o: Record<string, unknown>, host: string): boolean {
+  const port = o.port;
+  if (typeof port !== 'number' && typeof port !== 'string') return true;
+  if (typeof port === 'string' && port.trim() === '') return true;
+  const p = Number(port);
+  if (p !== p >>> 0 || p > 65535) return true;
+  if (o.localAddress && !(typeof o.localAddress === 'string' && net.isIP(o.localAddress))) return true;
+  if (o.localPort && typeof o.localPort !== 'number') return true;
+  if (o.autoSelectFamily != null && typeof o.autoSelectFamily !== 'boolean') return true;
+  const t = o.autoSelectFamilyAttemptTimeout;
+  if (t != null && !(typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 2147483647)) return true;
+  if (!net.isIP(host) && o.lookup != null && typeof o.lookup !== 'function') return true;
+  return false;
+}
+
+/** A socket that reads into the application's own buffer (the `onread` option) needs a kernel
+ * handle's useUserBuffer: it stays on the kernel. */
+function hasUserBuffer(o: Record<string, unknown>): boolean {
+  const r = o.onread as { buffer?: unknown; callback?: unknown } | null | undefined;
+  return typeof r === 'object' && r !== null && typeof r.callback === 'function';
+}
+
+function isLookupAddress(a: unknown): a is { address: string; family: number } {
+  return typeof a === 'object' && a !== null && typeof (a as { address?: unknown }).address === 'string';
+}
+
+/** The order net's family autoselection tries addresses in: valid ones, each once, families
+ * alternating, starting with the family of the first. */
+function attemptOrder(addresses: { address: string; family: number }[]): { address: string; family: number }[] {
+  const groups: { address: string; family: number }[][] = [[], []];
+  let firstFamily: number | undefined;
+  const seen = new Set<string>();
+  for (const a of addresses) {
+    if (!net.isIP(a.address) || (a.family !== 4 && a.family !== 6)) continue;
+    firstFamily ??= a.family;
+    if (seen.has(a.address)) continue;
+    seen.add(a.address);
+    (groups[a.family === firstFamily ? 0 : 1] as { address: string; family: number }[]).push(a);
+  }
+  const [g0, g1] = groups as [{ address: string; family: number }[], { address: string; family: number }[]];
+  const out: { address: string; family: number }[] = [];
+  for (let i = 0; i < Math.max(g0.length, g1.length); i++) {
+    if (i < g0.length) out.push(g0[i] as { address: string; family: number });
+    if (i < g1.length) out.push(g1[i] as { address: string; family: number });
+  }
+  return out;
+}
+
+/** The handle a socket had while the layer decided is replaced: an unref() made meanwhile holds. */
+function carryRef(from: SessionHandle, socket: SocketX): void {
+  const h = socket._handle as { unref?: () => void } | null;
+  if (!from.hasRef() && h && typeof h.unref === 'function') h.unref();
+}
+
+/** Swallow the next emission of one event on this socket (then emit is the socket's own again). */
+function skipNextEmit(socket: SocketX, event: string): void {
+  const own = Object.prototype.hasOwnProperty.call(socket, 'emit');
+  const prev = socket.emit;
+  const restore = (): void => {
+    if (own) socket.emit = prev;
+    else delete (socket as { emit?: unknown }).emit;
+  };
+  socket.emit = function skipOnce(this: SocketX, ev: string | symbol, ...a: unknown[]): boolean {
+    if (ev === 'close') restore();
+    if (ev !== event) return (prev as (e: string | symbol, ...r: unknown[]) => boolean).call(this, ev, ...a);
+    restore();
+    return this.listenerCount(ev) > 0;
+  } as typeof socket.emit;
+}
+
+/** A bound, unconnected kernel TCP handle: holds a local address and port for a cut-through
+ * connection that asked for them, so that they are really reserved (and conflicts fail as in net). */
+interface BoundHandle {
+  getsockname(out: object): number;
+  close(): void;
+}
+const UV_EADDRINUSE = -98;
+function createServerHandle(address: string, port: number, addressType: 4 | 6): BoundHandle | number {
+  // net's own helper (the one cluster uses): a TCP handle bound to address:port, not listening.
+  const create = (net as unknown as { _createServerHandle(a: string, p: number, t: number): BoundHandle | number })._createServerHandle;
+  return create(address, port, addressType);
+}
+
 interface ConnMeta {
   a: string; // connector's address
   p: number; // connector's port
   da: string; // destination address as the connector dialled it
   dp: number;
+}
+
+/** Whether this listen() call comes from cluster's round-robin handle in the primary. */
+function inClusterRoundRobin(): boolean {
+  if (process.env.NODE_UNIQUE_ID !== undefined) return false; // a cluster worker, or a fork of one
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 16;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  return stack.includes('internal/cluster/round_robin_handle');
 }
 
 /** Every open socket the patch saw (client connects and server connections), for `vls stat`. */
@@ -135,7 +278,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     const worker = workerNow();
     if (!worker) return;
     try {
-      const l = worker.listen({ address: addr.address, port: addr.port });
+      const l = worker.listen({ address: addr.address, port: addr.port, v6only: server[kV6Only] === true && addr.address === '::' });
       l.unref(); // the kernel listener already holds the loop (and honours server.unref())
       server[kVls] = l;
       l.on('connection', (s: VlsSession) => onSessionConnection(server, s));
@@ -157,8 +300,15 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       session.reset();
       return;
     }
-    const local: SockAddr = { address: meta.da, family: familyOf(meta.da), port: meta.dp };
-    const remote: SockAddr = { address: meta.a, family: familyOf(meta.a), port: meta.p };
+    // Addresses as the listening socket's family shows them: an IPv6 (dual-stack) listener sees an
+    // IPv4 peer as ::ffff:a.b.c.d, an IPv4 listener sees a v4-mapped dialler as plain IPv4.
+    const bound = server.address();
+    const v6 = bound !== null && typeof bound === 'object' && bound.family === 'IPv6';
+    const view = (a: string): string => (v6 ? (net.isIPv4(a) ? `::ffff:${a}` : a) : (unmapped(a) ?? a));
+    const la = view(meta.da);
+    const ra = view(meta.a);
+    const local: SockAddr = { address: la, family: familyOf(la), port: meta.dp };
+    const remote: SockAddr = { address: ra, family: familyOf(ra), port: meta.p };
     const handle = new SessionHandle(session, local, remote);
     if (server.maxConnections && server._connections >= server.maxConnections) {
       server.emit('drop', {
@@ -191,12 +341,38 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   }
 
   net.Server.prototype.listen = function vlsListen(this: ServerX, ...args: unknown[]) {
+    if (inClusterRoundRobin()) {
+      // The cluster primary's own listener: it hands kernel connections to the workers and has no
+      // 'connection' listener of its own. The workers publish (each when it gets 'listening').
+      scrubOnWorkerExit();
+      return origListen.apply(this, args as Parameters<typeof origListen>);
+    }
     const ret = origListen.apply(this, args as Parameters<typeof origListen>);
+    const o = args[0] as { ipv6Only?: unknown } | null | undefined;
+    this[kV6Only] = typeof o === 'object' && o !== null && o.ipv6Only === true;
     // Published before the application's own 'listening' callbacks run, so a connect made in
     // them already finds the endpoint.
     this.prependOnceListener('listening', () => publish(this));
     return ret;
   } as typeof origListen;
+
+  /**
+   * Entries published by cluster workers that died without closing (SIGKILL, SIGTERM) go as soon
+   * as the primary hears of the exit, not at the next lookup.
+   */
+  let scrubbing = false;
+  function scrubOnWorkerExit(): void {
+    if (scrubbing) return;
+    scrubbing = true;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('node:cluster') as import('node:cluster').Cluster).on('exit', () => {
+      try {
+        workerNow()?.registry.list(); // probes every entry; stale ones are removed
+      } catch (e) {
+        debug('scrub after a cluster worker exit failed: %s', (e as Error).message);
+      }
+    });
+  }
 
   net.Server.prototype.close = function vlsClose(this: ServerX, cb?: (err?: Error) => void) {
     const l = this[kVls];
@@ -213,104 +389,246 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       // net marks arrays it normalized with a private symbol; http and net.connect pass those.
       Array.isArray(args[0]) && Object.getOwnPropertySymbols(args[0]).length > 0 ? (args[0] as NormalizedArgs) : normalize(args);
     const [options, cb] = normalized;
-    const port = options.port;
-    // Not TCP (a path), an invalid port, or a socket on a handle of its own: net decides.
+    const host = (options.host as string | undefined) || 'localhost';
+    // Not TCP (a path), a socket on a handle of its own (or already connecting), TLS, a child of a
+    // connecting parent, options net rejects (it throws its own error), a user read buffer
+    // (onread) or port 0: net decides, exactly as without the layer.
     if (
       options.path != null ||
-      (typeof port !== 'number' && typeof port !== 'string') ||
-      (this.destroyed && this._handle) ||
-      this instanceof tls.TLSSocket
+      this._handle ||
+      this instanceof tls.TLSSocket ||
+      this._parent?.connecting ||
+      netWouldThrow(options, host) ||
+      Number(options.port) === 0 ||
+      hasUserBuffer(options)
     ) {
       if (this instanceof tls.TLSSocket) this[kTransport] = 'disabled';
       return origConnect.call(this, normalized);
     }
-    const p = Number(port);
-    if (!Number.isInteger(p) || p <= 0 || p > 65535 || (typeof port === 'string' && port.trim() === '')) {
+    const port = Number(options.port);
+    const worker = workerNow();
+    if (!worker) {
+      this[kTransport] = 'error';
       return origConnect.call(this, normalized);
     }
-    const host = (options.host as string | undefined) ?? 'localhost';
-    const passthrough = (reason: TransportReason): net.Socket => {
-      this[kTransport] = reason;
-      return origConnect.call(this, options);
-    };
-    if (cb) this.once('connect', cb);
     track(this);
-    if (net.isIP(host)) {
-      return tryCutThrough(this, host, p, options) ?? passthrough('not-published');
-    }
-    // A name: resolve it (options.lookup or dns.lookup, every address, as net's family
-    // autoselection would try them); the first published address goes cut-through. Otherwise net
-    // connects as it always does, with its own lookup and events (one extra lookup: the price of
-    // keeping dual-stack names exactly as net handles them).
-    this.connecting = true;
-    const lookup = (options.lookup as typeof dns.lookup | undefined) ?? dns.lookup;
-    const family = options.family === 4 || options.family === 6 ? options.family : 0;
-    lookup(host, { family, hints: (options.hints as number | undefined) ?? 0, all: true }, (err, addresses) => {
-      if (this.destroyed) return;
-      const list = err ? [] : Array.isArray(addresses) ? addresses : [{ address: String(addresses), family: 4 }];
-      for (const a of list) {
-        if (!workerNow()?.registry.lookup('tcp', a.address, p)) continue;
-        this.emit('lookup', null, a.address, a.family, host);
-        if (tryCutThrough(this, a.address, p, options)) return;
+    const addressType = net.isIP(host);
+    if (addressType) {
+      const entry = findEndpoint(worker, host, port);
+      if (!entry) {
+        this[kTransport] = 'not-published';
+        return origConnect.call(this, normalized);
       }
-      this.connecting = false;
-      passthrough('not-published');
+      const handle = beginConnect(this, cb, host, port);
+      // As net does for an IP: the connection starts on the next tick, if still wanted.
+      process.nextTick(() => {
+        if (this.connecting && this._handle === handle) internalCutThrough(this, handle, host, port, addressType as 4 | 6, options, entry);
+      });
+      return this;
+    }
+    // A name: resolve it as net would (same lookup function, same options, same 'lookup' events)
+    // and go cut-through when the address net would try first is published. Otherwise net
+    // connects with the answer replayed to it (no second lookup).
+    const placeholder = beginConnect(this, cb, host, port);
+    this._host = host;
+    let family = options.family;
+    if (family === 'IPv4') family = 4;
+    else if (family === 'IPv6') family = 6;
+    const dnsopts: { family: unknown; hints: number; all?: boolean } = { family, hints: (options.hints as number | undefined) || 0 };
+    if (family !== 4 && family !== 6 && dnsopts.hints === 0) dnsopts.hints = dns.ADDRCONFIG;
+    const lookup = (options.lookup as typeof dns.lookup | undefined) || dns.lookup;
+    const autoSelect = typeof options.autoSelectFamily === 'boolean' ? options.autoSelectFamily : net.getDefaultAutoSelectFamily();
+    const multi = family !== 4 && family !== 6 && !options.localAddress && autoSelect;
+    if (multi) dnsopts.all = true;
+    (lookup as (h: string, o: unknown, cb: (...r: unknown[]) => void) => void)(host, dnsopts, (...result: unknown[]) => {
+      if (this._handle !== placeholder || !this.connecting) {
+        // Destroyed meanwhile: net still reports a single lookup, then stops.
+        if (!multi && this._handle !== placeholder) this.emit('lookup', result[0], result[1], result[2], host);
+        return;
+      }
+      const err = result[0];
+      let first: { address: string; family: number } | undefined;
+      let all: { address: string; family: number }[] = [];
+      let count = 1;
+      if (!err && multi && Array.isArray(result[1])) {
+        all = (result[1] as unknown[]).filter(isLookupAddress);
+        const order = attemptOrder(all);
+        first = order[0];
+        count = order.length;
+      } else if (!err && !multi && typeof result[1] === 'string') {
+        first = { address: result[1], family: result[2] as number };
+        all = [first];
+      }
+      const entry = first && net.isIP(first.address) && (first.family === 4 || first.family === 6)
+        ? findEndpoint(worker, first.address, port)
+        : undefined;
+      if (!first || !entry) {
+        // net connects, and sees exactly the answer this lookup got.
+        this._handle = null;
+        this[kTransport] = 'not-published';
+        const replay = (h: string, o: { all?: boolean }, done: (...r: unknown[]) => void): void => {
+          if (Boolean(o?.all) === multi) done(...result);
+          else (lookup as (h: string, o: unknown, cb: (...r: unknown[]) => void) => void)(h, o, done);
+        };
+        origConnect.call(this, { ...options, lookup: replay });
+        carryRef(placeholder, this);
+        return;
+      }
+      for (const a of all) {
+        this.emit('lookup', err, a.address, a.family, host);
+        if (!this.connecting || this._handle !== placeholder) return;
+      }
+      if (count > 1) (this as unknown as { autoSelectFamilyAttemptedAddresses: string[] }).autoSelectFamilyAttemptedAddresses = [];
+      this._unrefTimer();
+      internalCutThrough(this, placeholder, first.address, port, first.family as 4 | 6, options, entry, count > 1);
     });
     return this;
   };
 
-  /** Start a cut-through connection on `socket`; undefined when nobody published the endpoint. */
-  function tryCutThrough(socket: SocketX, address: string, port: number, options: Record<string, unknown>): net.Socket | undefined {
-    let session: VlsSession | undefined;
-    const worker = workerNow();
-    if (!worker) {
-      socket[kTransport] = 'error';
-      return undefined;
+  /**
+   * What net's connect does before it looks anything up, on a SessionHandle instead of a TCP one:
+   * the callback, a socket reused after close, the timer, 'opening'. Returns the handle; it has no
+   * session and no local address until the connection is made.
+   */
+  function beginConnect(socket: SocketX, cb: ((...a: unknown[]) => void) | null, host: string, port: number): SessionHandle {
+    if (cb) socket.once('connect', cb);
+    if (socket.write !== net.Socket.prototype.write) socket.write = net.Socket.prototype.write;
+    if (socket.destroyed) {
+      socket._peername = null;
+      socket._sockname = null;
     }
-    const localPort = typeof options.localPort === 'number' && options.localPort > 0 ? options.localPort : nextLocalPort();
-    const localAddress = (options.localAddress as string | undefined) ?? address;
-    const meta: ConnMeta = { a: localAddress, p: localPort, da: address, dp: port };
-    try {
-      session = worker.connect({ address, port, meta: Buffer.from(JSON.stringify(meta)) });
-    } catch (e) {
-      debug('cut-through connect to %s:%d failed: %s', address, port, (e as Error).message);
-      if (strict) {
-        process.nextTick(() => socket.destroy(e as Error));
-        return socket;
-      }
-      socket[kTransport] = 'error';
-      return undefined;
-    }
-    if (!session) return undefined;
-    socket[kTransport] = 'published';
-    const handle = new SessionHandle(
-      undefined,
-      { address: localAddress, family: familyOf(localAddress), port: localPort },
-      { address, family: familyOf(address), port },
-    );
-    socket.connecting = true;
+    const handle = new SessionHandle(undefined, { address: '', family: 'IPv4', port: 0 }, { address: host, family: familyOf(host), port });
+    handle.localKnown = false;
     socket._handle = handle;
-    socket._peername = null;
+    // net's initSocketHandle: a socket that was closed is usable again.
+    (socket as unknown as { _undestroy(): void })._undestroy();
     socket._sockname = null;
     attachSessionWriter(socket, handle);
-    session.once('connect', () => {
-      handle.bind(session!);
-      if (socket.destroyed) {
-        handle.close();
+    socket[kTransport] = 'published';
+    socket._unrefTimer();
+    socket.connecting = true;
+    return handle;
+  }
+
+  /**
+   * net's internalConnect, for a published endpoint: bind the local address (a real kernel bind,
+   * so a port in use fails as it would), then the cut-through connect. If the endpoint is gone by
+   * now, or its listener refuses, net connects through the kernel instead, which gives exactly the
+   * outcome a kernel connect gives (served by whoever holds the port, or refused).
+   */
+  function internalCutThrough(
+    socket: SocketX,
+    handle: SessionHandle,
+    address: string,
+    port: number,
+    addressType: 4 | 6,
+    options: Record<string, unknown>,
+    entry: EndpointEntry,
+    multi = false,
+  ): void {
+    const worker = workerNow() as VlsWorker;
+    const dst = effectiveDestination(address);
+    let localAddress = sourceFor(dst);
+    let localPort: number;
+    let reservation: BoundHandle | undefined;
+    const wantAddress = options.localAddress as string | undefined;
+    const wantPort = options.localPort as number | undefined;
+    if (wantAddress || wantPort) {
+      const bindAddress = wantAddress || (addressType === 4 ? '0.0.0.0' : '::');
+      const r = createServerHandle(bindAddress, wantPort || 0, addressType);
+      let err = typeof r === 'number' ? r : 0;
+      const out: { address?: string; port?: number } = {};
+      if (typeof r !== 'number') {
+        err = r.getsockname(out);
+        // net's checkBindError: bound, but not to the port asked for.
+        if (!err && wantPort && out.port !== wantPort) err = UV_EADDRINUSE;
+        if (err) r.close();
+        else reservation = r;
+      }
+      if (err || !reservation) {
+        socket.destroy(errnoException(err || UV_EADDRINUSE, 'bind', bindAddress, wantPort));
         return;
       }
+      localPort = out.port as number;
+      if (wantAddress && wantAddress !== '0.0.0.0' && wantAddress !== '::') localAddress = wantAddress;
+    } else {
+      localPort = nextLocalPort();
+    }
+    let released = false;
+    const release = (): void => {
+      if (reservation && !released) {
+        released = true;
+        reservation.close();
+      }
+    };
+    if (reservation) socket.once('close', release);
+    Object.assign(handle.local, { address: localAddress, family: familyOf(localAddress), port: localPort });
+    Object.assign(handle.remote, { address: dst, family: familyOf(dst), port });
+    handle.localKnown = true;
+    let attempted = false;
+    const viaKernel = (reason: TransportReason): void => {
+      release();
+      socket._handle = null;
+      socket[kTransport] = reason;
+      // net makes its own attempt: the one reported for the cut-through does not count twice.
+      if (attempted) skipNextEmit(socket, 'connectionAttempt');
+      origConnect.call(socket, { ...options, host: address });
+      carryRef(handle, socket);
+    };
+    const meta: ConnMeta = { a: localAddress, p: localPort, da: dst, dp: port };
+    let session: VlsSession | undefined;
+    try {
+      session = worker.connect({ address: lookupAddress(dst), port, meta: Buffer.from(JSON.stringify(meta)), entry });
+    } catch (e) {
+      debug('cut-through connect to %s:%d failed: %s', address, port, (e as Error).message);
+      worker.registry.recheck(entry);
+      if (strict) {
+        release();
+        socket.destroy(e as Error);
+      } else {
+        viaKernel('error');
+      }
+      return;
+    }
+    if (!session) {
+      viaKernel('not-published');
+      return;
+    }
+    const s = session;
+    attempted = true;
+    if (multi) (socket as unknown as { autoSelectFamilyAttemptedAddresses: string[] }).autoSelectFamilyAttemptedAddresses.push(`${address}:${port}`);
+    socket.emit('connectionAttempt', address, port, addressType);
+    s.once('connect', () => {
+      if (socket._handle !== handle || !socket.connecting) {
+        // Destroyed (maybe reused) before the connection was made.
+        try {
+          s.close();
+        } catch {
+          /* already gone */
+        }
+        return;
+      }
+      handle.bind(s);
       socket.connecting = false;
       socket._sockname = null;
-      (socket as unknown as { _unrefTimer(): void })._unrefTimer();
+      socket._unrefTimer();
       socket.emit('connect');
       socket.emit('ready');
       if (!socket.isPaused()) socket.read(0);
     });
-    session.once('error', (err: NodeJS.ErrnoException) => {
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      if (socket._handle !== handle || !socket.connecting) return;
+      debug('cut-through connect to %s:%d refused (%s)', address, port, err.code);
+      worker.registry.recheck(entry);
+      if (err.code !== 'EACCES' && !strict) {
+        viaKernel('error');
+        return;
+      }
       socket.connecting = false;
-      socket.destroy(errnoException(err.errno ?? -111, 'connect', address, port));
+      const ex = errnoException(err.errno ?? -111, 'connect', address, port);
+      socket.emit('connectionAttemptFailed', address, port, addressType, ex);
+      socket.destroy(ex);
     });
-    return socket;
   }
 
   return () => {

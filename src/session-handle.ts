@@ -19,6 +19,7 @@ export interface SockAddr {
 }
 
 const READ_CHUNK = 64 * 1024;
+const kNetWrite = Symbol('vls.netWrite');
 /** Reads at least this large switch a session to a fresh buffer per read (no copy). */
 const BIG_READ = 16 * 1024;
 /** This thread's buffer for small reads (copied out at their size before anything else runs). */
@@ -45,6 +46,8 @@ export class SessionHandle {
   socket: SocketInternals | undefined;
   readonly local: SockAddr;
   readonly remote: SockAddr;
+  /** False while an outgoing connection has no local address yet (like an unbound TCP handle). */
+  localKnown = true;
   private readonly asyncId = 1_000_000_000 + nextAsyncId++;
   private closed = false;
   private refed = true;
@@ -174,6 +177,7 @@ export class SessionHandle {
   }
 
   getsockname(out: Record<string, unknown>): number {
+    if (!this.localKnown) return -9; // EBADF, as for a TCP handle without a socket yet
     Object.assign(out, this.local);
     return 0;
   }
@@ -217,7 +221,9 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
   // net's resetAndDestroy insists on a TCP handle; this one is TCP's stand-in, so do the same
   // (wait for the connection, then destroy with a reset).
   sock.resetAndDestroy = function vlsResetAndDestroy(this: SocketInternals) {
-    if (this._handle) {
+    if (!this._handle) {
+      this.destroy(Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' }));
+    } else {
       const reset = (): void => {
         (this as unknown as { resetAndClosing: boolean }).resetAndClosing = true;
         this.destroy();
@@ -227,10 +233,12 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
     }
     return this;
   };
-  const original = sock._writeGeneric;
+  // net's own write path (not an earlier session's: a socket can be connected again after close).
+  const original = (sock as { [kNetWrite]?: SocketInternals['_writeGeneric'] })[kNetWrite] ?? sock._writeGeneric;
+  (sock as { [kNetWrite]?: SocketInternals['_writeGeneric'] })[kNetWrite] = original;
   sock._writeGeneric = function vlsWriteGeneric(writev, data, encoding, cb): void {
-    if (this.connecting) {
-      // Defer like net does; it re-enters _writeGeneric after 'connect'.
+    if (this.connecting || this._handle !== handle) {
+      // Defer like net does (it re-enters _writeGeneric after 'connect'), or a kernel handle.
       original.call(this, writev, data, encoding, cb);
       return;
     }

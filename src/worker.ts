@@ -193,6 +193,8 @@ export interface ListenOptions {
   address: string;
   port: number;
   backlog?: number;
+  /** An IPv6 wildcard listener that takes no IPv4 connections (listen's ipv6Only). */
+  v6only?: boolean;
 }
 
 /** Options of {@link VlsWorker.connect}. */
@@ -202,6 +204,8 @@ export interface ConnectOptions {
   port: number;
   /** Up to 128 bytes handed to the acceptor with the connection. */
   meta?: Buffer;
+  /** The registry entry of the endpoint, when the caller has just looked it up. */
+  entry?: EndpointEntry;
 }
 
 /** This thread's attachment to a namespace. */
@@ -333,6 +337,7 @@ export class VlsWorker {
       sock: (this.native.stats() as { sockPath: string }).sockPath,
       lh,
     };
+    if (opts.v6only) entry.v6only = true;
     const l = new VlsListener(this, lh, entry);
     this.listeners.set(lh, l);
     this.adjustRef(1);
@@ -350,7 +355,7 @@ export class VlsWorker {
     checkEndpoint(opts.address, opts.port);
     const meta = opts.meta ?? Buffer.alloc(0);
     if (meta.length > 128) throw new RangeError('meta must be at most 128 bytes');
-    const e = this.registry.lookup(opts.proto ?? 'tcp', opts.address, opts.port);
+    const e = opts.entry ?? this.registry.lookup(opts.proto ?? 'tcp', opts.address, opts.port);
     if (!e) return undefined;
     const ch = this.native.connect(e.sock, e.lh, endpointTag(e.proto, e.port), meta);
     if (ch < 0) throw errnoException(ch, 'connect', opts.address, opts.port);

@@ -5,45 +5,17 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 
+import { preload, runSide as runFixture } from './fixtures/differential';
 import { exited, tmpRuntime } from './fixtures/helpers';
 
 const scenario = path.join(__dirname, 'fixtures', 'scenario.js');
 /** [through the layer?, the client socket's handle class] of every client run */
 let handles: [boolean, string][] = [];
-const preload = path.join(__dirname, '..', 'preload', 'index.js');
 
-function runSide(
-  layer: boolean,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  onReady?: () => void,
-): Promise<unknown[]> {
-  const child = spawn(process.execPath, [...(layer ? ['--require', preload] : []), scenario, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} timed out: ${out}`));
-    }, 30000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (onReady && out.includes('ready\n')) {
-        const cb = onReady;
-        onReady = undefined;
-        cb();
-      }
-    });
-    child.on('exit', () => {
-      clearTimeout(timer);
-      const hl = out.split('\n').find((l) => l.startsWith('HANDLE '));
-      if (hl) handles.push([layer, hl.slice(7)]);
-      const line = out.split('\n').find((l) => l.startsWith('[') || l.startsWith('{'));
-      if (!line) reject(new Error(`${args.join(' ')}: no log (${out})`));
-      else resolve(JSON.parse(line) as unknown[]);
-    });
+function runSide(layer: boolean, args: string[], env: NodeJS.ProcessEnv, onReady?: () => void): Promise<unknown[]> {
+  return runFixture(scenario, layer, args, env, onReady).then((r) => {
+    for (const [, cls] of r.handles) handles.push([layer, cls]);
+    return r.log as unknown[];
   });
 }
 
