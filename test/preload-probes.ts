@@ -116,9 +116,9 @@ for (const [i, mode] of ['early', 'connect', 'reref'].entries()) {
     if (mode === 'reref') {
       t.same(ls.log, ps.log, 'the server saw the same events');
     } else {
-      // The client process exits with its connection open. The kernel closes it with a FIN, the
-      // layer with a reset (the peer's death resets its sessions): see README, known differences.
-      t.same(ls.log, ps.log, 'the server saw the same events', { todo: 'a peer process that exits resets its sessions (native peer-gone handling)' });
+      // The client process exits with its connection open: the kernel closes it with a FIN, and
+      // so does the layer (a worker that leaves closes its sessions first).
+      t.same(ls.log, ps.log, 'the server saw the same events');
       t.match(ps.log, [['s', 'data', 'x'], ['s', 'end'], ['s', 'close']]);
     }
     fs.rmSync(runtime, { recursive: true, force: true });

@@ -59,10 +59,8 @@ t.test('differential probe threads: worker_threads clients and servers through t
   }
   const peerClose = (r: { lines: string[] }): string[] => r.lines.filter((l) => l.startsWith('PEERCLOSE'));
   t.same(peerClose(plain), ['PEERCLOSE end'], 'plain: a terminated thread\'s connection ends');
-  // The thread's end is its peer's reset through the layer: see README, known differences.
-  t.same(peerClose(layered), peerClose(plain), 'the peer of a terminated thread sees the same', {
-    todo: 'a worker that goes away resets its sessions (native peer-gone handling)',
-  });
+  // A terminated thread's worker closes its sessions as the kernel closes a thread's sockets.
+  t.same(peerClose(layered), peerClose(plain), 'the peer of a terminated thread sees the same');
   t.same(leftovers(runtime), [], 'the namespace is empty once the process is gone');
   fs.rmSync(runtime, { recursive: true, force: true });
 });
