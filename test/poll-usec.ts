@@ -5,10 +5,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 
+import { preload, runPair } from './fixtures/differential';
 import { exited, tmpRuntime } from './fixtures/helpers';
 
 const fixture = path.join(__dirname, 'fixtures', 'pingpong.js');
-const preload = path.join(__dirname, '..', 'preload', 'index.js');
 
 interface Report {
   transport?: string;
@@ -16,44 +16,13 @@ interface Report {
   stats: { wakeups: number; eventsIn: number };
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv, onReady?: () => void): Promise<Report> {
-  const child = spawn(process.execPath, ['--require', preload, fixture, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} timed out: ${out}`));
-    }, 30000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (onReady && out.includes('ready\n')) {
-        const cb = onReady;
-        onReady = undefined;
-        cb();
-      }
-    });
-    void exited(child).then(({ code }) => {
-      clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (code !== 0 || !line) reject(new Error(`${args.join(' ')} exited ${code}: ${out}`));
-      else resolve(JSON.parse(line) as Report);
-    });
-  });
-}
-
 async function pingpong(port: number, pollUsec: string): Promise<{ client: Report; server: Report }> {
   const runtime = tmpRuntime();
   try {
     const env = { VLS_RUNTIME_DIR: runtime, VLS_POLL_USEC: pollUsec };
-    let ready!: () => void;
-    const started = new Promise<void>((r) => (ready = r));
-    const server = run(['server', String(port)], env, ready);
-    await started;
-    const client = await run(['client', String(port), '3000'], env);
-    return { client, server: await server };
+    const { s, c } = await runPair(fixture, true, (role) => (role === 'server' ? ['server', String(port)] : ['client', String(port), '3000']), env);
+    if (s.code !== 0 || c.code !== 0) throw new Error(`exit codes: server ${s.code}, client ${c.code}`);
+    return { client: c.log as Report, server: s.log as Report };
   } finally {
     fs.rmSync(runtime, { recursive: true, force: true });
   }
