@@ -83,30 +83,19 @@ function client(port) {
   const pingPong = (warm, iters) =>
     new Promise((resolve) => {
       const msg = Buffer.alloc(MSG, 7);
-      const hist = c.newHistogram();
-      let k = 0;
-      let got = 0;
-      let t0 = process.hrtime.bigint();
-      let cpu0 = process.cpuUsage();
-      const onData = (d) => {
-        got += d.length;
-        while (got >= MSG) {
-          got -= MSG;
-          const t1 = process.hrtime.bigint();
-          if (k >= warm) hist.recordValue(Number(t1 - t0));
-          k++;
-          if (k === warm) cpu0 = process.cpuUsage();
-          if (k === warm + iters) {
-            ping.off('data', onData);
-            resolve({ ...c.histSummary(hist), cpu: c.cpuSince(cpu0), handle: c.handleKind(ping) });
-            return;
-          }
-          t0 = process.hrtime.bigint();
-          ping.write(msg);
-        }
-      };
+      const pp = c.pingPonger({
+        size: MSG,
+        warm,
+        iters,
+        send: () => ping.write(msg),
+        done: (r) => {
+          ping.off('data', onData);
+          resolve({ ...r, handle: c.handleKind(ping) });
+        },
+      });
+      const onData = (d) => pp.onBytes(d.length);
       ping.on('data', onData);
-      ping.write(msg);
+      pp.start();
     });
   const openIdle = async (n, parallel) => {
     const t0 = process.hrtime.bigint();

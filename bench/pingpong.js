@@ -56,33 +56,16 @@ function netClient(where, warm, iters) {
   const opts = /^\d+$/.test(where) ? { host: '127.0.0.1', port: Number(where), noDelay: true } : { path: where };
   const sock = net.connect(opts);
   const msg = Buffer.alloc(MSG, 7);
-  const hist = c.newHistogram();
-  let k = 0; // replies received
-  let got = 0;
-  let t0 = 0n;
-  let cpu0;
   sock.setNoDelay(true);
-  sock.on('connect', () => {
-    if (warm === 0) cpu0 = process.cpuUsage();
-    t0 = process.hrtime.bigint();
-    sock.write(msg);
+  const pp = c.pingPonger({
+    size: MSG,
+    warm,
+    iters,
+    send: () => sock.write(msg),
+    done: (r) => c.report('RESULT', { ...r, handle: c.handleKind(sock), layer: c.layerActive() }),
   });
-  sock.on('data', (d) => {
-    got += d.length;
-    while (got >= MSG) {
-      got -= MSG;
-      const t1 = process.hrtime.bigint();
-      if (k >= warm) hist.recordValue(Number(t1 - t0));
-      k++;
-      if (k === warm) cpu0 = process.cpuUsage();
-      if (k === warm + iters) {
-        c.report('RESULT', { ...c.histSummary(hist), cpu: c.cpuSince(cpu0), handle: c.handleKind(sock), layer: c.layerActive() });
-        return;
-      }
-      t0 = process.hrtime.bigint();
-      sock.write(msg);
-    }
-  });
+  sock.on('connect', () => pp.start());
+  sock.on('data', (d) => pp.onBytes(d.length));
   sock.on('error', (e) => {
     process.stderr.write(`client: ${e.stack}\n`);
     process.exit(1);
@@ -137,34 +120,18 @@ function apiClient(port, warm, iters) {
   if (!s) throw new Error(`nothing published on 127.0.0.1:${port}`);
   const msg = Buffer.alloc(MSG, 7);
   const buf = Buffer.alloc(65536);
-  const hist = c.newHistogram();
-  let k = 0;
-  let got = 0;
-  let t0 = 0n;
-  let cpu0;
-  s.on('connect', () => {
-    if (warm === 0) cpu0 = process.cpuUsage();
-    t0 = process.hrtime.bigint();
-    s.write(msg);
+  const pp = c.pingPonger({
+    size: MSG,
+    warm,
+    iters,
+    send: () => s.write(msg),
+    done: (r) => c.report('RESULT', { ...r, handle: 'VlsSession', layer: true }),
   });
+  s.on('connect', () => pp.start());
   s.on('readable', () => {
     for (;;) {
       const n = s.read(buf);
-      if (n === null || n === 0) return;
-      got += n;
-      while (got >= MSG) {
-        got -= MSG;
-        const t1 = process.hrtime.bigint();
-        if (k >= warm) hist.recordValue(Number(t1 - t0));
-        k++;
-        if (k === warm) cpu0 = process.cpuUsage();
-        if (k === warm + iters) {
-          c.report('RESULT', { ...c.histSummary(hist), cpu: c.cpuSince(cpu0), handle: 'VlsSession', layer: true });
-          return;
-        }
-        t0 = process.hrtime.bigint();
-        s.write(msg);
-      }
+      if (n === null || n === 0 || !pp.onBytes(n)) return;
     }
   });
   s.on('error', (e) => {

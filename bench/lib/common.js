@@ -615,6 +615,44 @@ function rotate(list, k) {
 }
 
 /**
+ * A ping-pong counter: feed it the byte counts that arrive (onBytes); per whole reply of `size`
+ * bytes it records the round trip in an HDR histogram (after `warm` replies), sends the next ping
+ * with send(), and after `iters` timed replies calls done(summary with CPU since the warm-up) and
+ * returns false. start() sends the first ping.
+ */
+function pingPonger({ size, warm, iters, send, done }) {
+  const hist = newHistogram();
+  let k = 0;
+  let got = 0;
+  let t0 = 0n;
+  let cpu0 = process.cpuUsage();
+  return {
+    start() {
+      if (warm === 0) cpu0 = process.cpuUsage();
+      t0 = process.hrtime.bigint();
+      send();
+    },
+    onBytes(n) {
+      got += n;
+      while (got >= size) {
+        got -= size;
+        const t1 = process.hrtime.bigint();
+        if (k >= warm) hist.recordValue(Number(t1 - t0));
+        k++;
+        if (k === warm) cpu0 = process.cpuUsage();
+        if (k === warm + iters) {
+          done({ ...histSummary(hist), cpu: cpuSince(cpu0) });
+          return false;
+        }
+        t0 = process.hrtime.bigint();
+        send();
+      }
+      return true;
+    },
+  };
+}
+
+/**
  * The A/B interleave every benchmark uses: for each round, each placement, each extra setting
  * (`inner`, e.g. connection counts) and each variant (their order rotating by round), await
  * fn(variant, placement, round, runtime, inner). One private runtime dir for all, removed after.
@@ -683,6 +721,7 @@ function standalone(mod) {
 
 module.exports = {
   interleave,
+  pingPonger,
   REPO,
   PRELOAD,
   NAMESPACE,
