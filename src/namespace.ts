@@ -174,11 +174,13 @@ export class Registry {
    * A stale entry (its worker does not answer) is removed and skipped.
    */
   lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
+    const names = this.entryNames();
+    // The common miss (a port nobody published: the kernel path) ends here, with one stat.
+    if (!this.ports.has(port)) return undefined;
     const candidates = [address];
     const v4 = !address.includes(':');
     if (v4) candidates.push('0.0.0.0', '::');
     else candidates.push('::');
-    const names = this.entryNames();
     for (const a of candidates) {
       const name = entryName(proto, a, port);
       if (!names.has(name)) continue;
@@ -220,21 +222,29 @@ export class Registry {
    */
   private cache: { mtimeNs: number; names: Set<string> } | undefined;
   private entryNames(): Set<string> {
-    const dir = path.join(this.dir, 'ep');
+    const dir = (this.epDir ??= path.join(this.dir, 'ep'));
     const mtimeNs = this.native.mtimeNs(dir);
-    if (mtimeNs < 0) return new Set();
     const c = this.cache;
-    if (c && c.mtimeNs === mtimeNs && Date.now() - mtimeNs / 1e6 > 100) return c.names;
+    if (c && c.mtimeNs === mtimeNs && mtimeNs >= 0 && Date.now() - mtimeNs / 1e6 > 100) return c.names;
     let names: Set<string>;
     try {
-      names = new Set(fs.readdirSync(dir));
+      names = new Set(mtimeNs < 0 ? [] : fs.readdirSync(dir));
     } catch {
-      return new Set();
+      names = new Set();
     }
     this.cache = { mtimeNs, names };
+    this.ports = new Set();
+    for (const n of names) {
+      const m = /_(\d+)$/.exec(n);
+      if (m) this.ports.add(Number(m[1]));
+    }
     this.checked.clear();
     return names;
   }
+
+  /** Ports that appear in the listing (entry names end in _<port>). */
+  private ports = new Set<number>();
+  private epDir: string | undefined;
 
   /** The entry in file f if its worker answers; a stale one is removed (under the lock, and only
    * if it is still the same stale entry). */

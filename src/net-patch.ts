@@ -215,9 +215,14 @@ function inClusterRoundRobin(): boolean {
 
 /** Every open socket the patch saw (client connects and server connections), for `vls stat`. */
 const tracked = new Set<SocketX>();
+function untrack(this: SocketX): void {
+  tracked.delete(this);
+}
+
 function track(socket: SocketX): void {
+  if (tracked.has(socket)) return;
   tracked.add(socket);
-  socket.once('close', () => tracked.delete(socket));
+  socket.on('close', untrack);
 }
 
 function describe(s: SocketX): Record<string, unknown> {
