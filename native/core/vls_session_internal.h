@@ -23,7 +23,11 @@ typedef struct vls_ct_shared {
   uint64_t fifo_off[2];
   _Atomic uint32_t gone_mask; /* bit per side: that side's session is freed */
   _Atomic uint32_t reset_mask;
-  pthread_mutex_t side_lock[2] VLS_ALIGNED(VLS_CACHE_LINE); /* VLS lock of a shared session */
+  /* VLS lock of a shared session. Not on a cache line of their own: they are taken only when a
+   * session is shared between workers, and unpadded the record fits a 128-byte block, which keeps
+   * a session's segment bookkeeping (this record, two fifo headers, four block headers) under
+   * 1 KiB. */
+  pthread_mutex_t side_lock[2];
 } vls_ct_shared_t;
 
 /* Another worker we have sessions with. Fifo pairs live in per-pair segments: the one we made
