@@ -8,7 +8,6 @@
  */
 import type { Socket } from 'node:net';
 
-import { errnoException } from './errors';
 import { EPOLLERR, EPOLLHUP, EPOLLRDHUP, type VlsSession } from './worker';
 
 /** An address as getsockname/getpeername fill it in. */
@@ -148,32 +147,28 @@ export class SessionHandle {
   }
 
   close(cb?: () => void): void {
+    this.finish('close', cb);
+  }
+
+  reset(cb?: () => void): number {
+    this.finish('reset', cb);
+    return 0;
+  }
+
+  /** Close or reset the session once (a second call, or one after the peer went, is harmless). */
+  private finish(how: 'close' | 'reset', cb: (() => void) | undefined): void {
     if (!this.closed) {
       this.closed = true;
       this.reading = false;
       try {
-        this.session?.close();
+        this.session?.[how]();
       } catch {
-        /* closing twice is harmless */
+        /* already gone */
       }
     }
     // A kernel handle's close callback runs on a later loop turn (after the 'error' that
     // destroy(err) schedules on the tick queue): keep that order.
     if (cb) setImmediate(cb);
-  }
-
-  reset(cb?: () => void): number {
-    if (!this.closed) {
-      this.closed = true;
-      this.reading = false;
-      try {
-        this.session?.reset();
-      } catch {
-        /* already gone */
-      }
-    }
-    if (cb) setImmediate(cb);
-    return 0;
   }
 
   getsockname(out: Record<string, unknown>): number {
@@ -222,7 +217,7 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
   // (wait for the connection, then destroy with a reset).
   sock.resetAndDestroy = function vlsResetAndDestroy(this: SocketInternals) {
     if (!this._handle) {
-      this.destroy(Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' }));
+      this.destroy(socketClosed());
     } else {
       const reset = (): void => {
         (this as unknown as { resetAndClosing: boolean }).resetAndClosing = true;
@@ -246,7 +241,7 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
     this._pendingEncoding = '';
     const session = handle.session;
     if (!session || this.destroyed) {
-      cb(Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' }));
+      cb(socketClosed());
       return;
     }
     this._unrefTimer();
@@ -264,7 +259,7 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
         return;
       }
       if (n === b.length) cb();
-      else writeRest(handle, session, [b], 0, n, b.length - n, cb);
+      else writeRest(handle, session, [b.subarray(n)], b.length - n, cb);
       return;
     }
     const bufs: Buffer[] = [];
@@ -276,38 +271,28 @@ export function attachSessionWriter(socket: Socket, handle: SessionHandle): void
       queued += b.length;
     }
     handle.bytesWritten += queued;
-    writeRest(handle, session, bufs, 0, 0, queued, cb);
+    writeRest(handle, session, bufs, queued, cb);
   };
 }
 
 /**
- * Write bufs[i] from offset off onwards, then the rest of the list: what fits goes in now; the
- * remainder waits for 'writable'; cb runs once every byte is in the fifo, or with the session's
- * error (EPIPE, ECONNRESET, ...).
+ * Write `bufs` (`pending` bytes in all) as one multi-segment enqueue per attempt: what fits goes
+ * in now; the remainder waits for 'writable'; cb runs once every byte is in the fifo, or with the
+ * session's error (EPIPE, ECONNRESET, ...).
  */
-function writeRest(
-  handle: SessionHandle,
-  session: VlsSession,
-  bufs: Buffer[],
-  i: number,
-  off: number,
-  pending: number,
-  cb: (err?: Error) => void,
-): void {
+function writeRest(handle: SessionHandle, session: VlsSession, bufs: Buffer[], pending: number, cb: (err?: Error) => void): void {
   // Returns true when every byte is in the fifo, false when it must wait for room; throws.
   const step = (): boolean => {
-    while (i < bufs.length) {
-      const b = bufs[i] as Buffer;
-      if (off < b.length) {
-        const n = session.write(b, off, b.length - off);
-        off += n;
-        pending -= n;
-        if (off < b.length) return false;
-      }
-      i++;
-      off = 0;
-    }
-    return true;
+    if (pending === 0) return true;
+    let n = session.writev(bufs);
+    pending -= n;
+    if (pending === 0) return true;
+    // Drop what went in from the front of the list.
+    let i = 0;
+    while (n >= (bufs[i] as Buffer).length) n -= (bufs[i++] as Buffer).length;
+    bufs = bufs.slice(i);
+    if (n > 0) bufs[0] = (bufs[0] as Buffer).subarray(n);
+    return false;
   };
   const onWritable = (): void => {
     let done: boolean;
@@ -340,7 +325,7 @@ function writeRest(
   session.on('writable', onWritable);
 }
 
-/** The error Node gives a read that failed on this socket. */
-export function readError(negErrno: number): Error {
-  return errnoException(negErrno, 'read');
+/** The error net gives a write or reset on a socket that has no connection any more. */
+function socketClosed(): Error {
+  return Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' });
 }
