@@ -98,14 +98,28 @@ function entryName(proto: Proto, address: string, port: number): string {
   return `${proto}_${address.replace(/[^A-Za-z0-9.]/g, (c) => (c === ':' ? '-' : '_'))}_${port}`;
 }
 
+/** A read of the registry directory and what is derived from it (see Registry.listing). */
+interface Listing {
+  mtimeNs: number;
+  names: Set<string>;
+  /** Ports that appear in the names (entry names end in _<port>). */
+  ports: Set<number>;
+  /** Entries found live since the names were read. */
+  checked: Map<string, EndpointEntry>;
+}
+
 /** The endpoint registry of one namespace. */
 export class Registry {
   readonly dir: string;
   private readonly native: NativeBinding;
 
+  /** Where the entries are: one file per endpoint. */
+  private readonly epDir: string;
+
   constructor(dir: string, native: NativeBinding) {
     this.dir = dir;
     this.native = native;
+    this.epDir = path.join(dir, 'ep');
   }
 
   private withLock<T>(fn: () => T): T {
@@ -119,7 +133,7 @@ export class Registry {
   }
 
   private file(proto: Proto, address: string, port: number): string {
-    return path.join(this.dir, 'ep', entryName(proto, address, port));
+    return path.join(this.epDir, entryName(proto, address, port));
   }
 
   /** Publish an endpoint (replacing a stale one; the caller owns the kernel port already). */
@@ -174,9 +188,9 @@ export class Registry {
    * A stale entry (its worker does not answer) is removed and skipped.
    */
   lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
-    const names = this.entryNames();
+    const { names, ports, checked } = this.listing();
     // The common miss (a port nobody published: the kernel path) ends here, with one stat.
-    if (!this.ports.has(port)) return undefined;
+    if (!ports.has(port)) return undefined;
     const candidates = [address];
     const v4 = !address.includes(':');
     if (v4) candidates.push('0.0.0.0', '::');
@@ -187,64 +201,56 @@ export class Registry {
       // An entry checked once stays valid while the directory is unchanged (publish renames into
       // it, unpublish removes from it: both change its mtime) and its process lives; a worker that
       // died since is refused by the connect itself (its control socket does not answer).
-      const known = this.checked.get(name);
+      const known = checked.get(name);
       if (known && pidAlive(known.pid)) {
         // An ipv6Only wildcard listener is not reached from IPv4, as in the kernel.
         if (v4 && known.v6only) continue;
         return known;
       }
-      const e = this.live(path.join(this.dir, 'ep', name));
+      const e = this.live(path.join(this.epDir, name));
       if (e) {
-        this.checked.set(name, e);
+        checked.set(name, e);
         if (!(v4 && e.v6only)) return e;
       }
     }
     return undefined;
   }
 
-  /** Entries found live since the listing was last read (cleared with it). */
-  private checked = new Map<string, EndpointEntry>();
-
   /**
    * A connect to this entry failed: it is no longer taken as live, and it is removed if it is
    * stale (a worker of a live process can be gone: a worker_threads thread that was terminated).
    */
   recheck(e: EndpointEntry): void {
-    const name = entryName(e.proto, e.address, e.port);
-    this.checked.delete(name);
-    this.live(path.join(this.dir, 'ep', name));
+    this.cache?.checked.delete(entryName(e.proto, e.address, e.port));
+    this.live(this.file(e.proto, e.address, e.port));
   }
 
   /**
    * The names in ep/, cached while the directory is unchanged, so that a connect to an endpoint
    * nobody published (the kernel path) costs one stat, not a failed open per candidate. The
-   * directory's mtime ticks coarsely, so a listing younger than the tick is never trusted.
+   * directory's mtime ticks coarsely, so a listing younger than the tick is never trusted. With
+   * the names go what is derived from them: the ports they publish, and the entries found live
+   * since (an entry stays valid while the directory is unchanged and its process lives).
    */
-  private cache: { mtimeNs: number; names: Set<string> } | undefined;
-  private entryNames(): Set<string> {
-    const dir = (this.epDir ??= path.join(this.dir, 'ep'));
-    const mtimeNs = this.native.mtimeNs(dir);
+  private cache: Listing | undefined;
+  private listing(): Listing {
+    const mtimeNs = this.native.mtimeNs(this.epDir);
     const c = this.cache;
-    if (c && c.mtimeNs === mtimeNs && mtimeNs >= 0 && Date.now() - mtimeNs / 1e6 > 100) return c.names;
+    if (c && c.mtimeNs === mtimeNs && mtimeNs >= 0 && Date.now() - mtimeNs / 1e6 > 100) return c;
     let names: Set<string>;
     try {
-      names = new Set(mtimeNs < 0 ? [] : fs.readdirSync(dir));
+      names = new Set(mtimeNs < 0 ? [] : fs.readdirSync(this.epDir));
     } catch {
       names = new Set();
     }
-    this.cache = { mtimeNs, names };
-    this.ports = new Set();
+    const ports = new Set<number>();
     for (const n of names) {
       const m = /_(\d+)$/.exec(n);
-      if (m) this.ports.add(Number(m[1]));
+      if (m) ports.add(Number(m[1]));
     }
-    this.checked.clear();
-    return names;
+    this.cache = { mtimeNs, names, ports, checked: new Map() };
+    return this.cache;
   }
-
-  /** Ports that appear in the listing (entry names end in _<port>). */
-  private ports = new Set<number>();
-  private epDir: string | undefined;
 
   /** The entry in file f if its worker answers; a stale one is removed (under the lock, and only
    * if it is still the same stale entry). */
@@ -269,14 +275,14 @@ export class Registry {
   list(): EndpointEntry[] {
     let names: string[];
     try {
-      names = fs.readdirSync(path.join(this.dir, 'ep'));
+      names = fs.readdirSync(this.epDir);
     } catch {
       return [];
     }
     const out: EndpointEntry[] = [];
     for (const n of names) {
       if (n.endsWith('.tmp')) continue;
-      const e = this.live(path.join(this.dir, 'ep', n));
+      const e = this.live(path.join(this.epDir, n));
       if (e) out.push(e);
     }
     return out;
