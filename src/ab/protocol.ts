@@ -6,21 +6,28 @@
  *   client -> tool   connected -> mark start -> progress... -> mark end -> result  (then exits 0)
  *                    or failed (then exits 1)
  */
-import type { AbWorkload } from './types';
+import type { AbResolvedOptions } from './types';
 
-export interface ClientConfig {
-  workload: AbWorkload;
-  host: string;
-  port: number;
-  size: number;
-  connections: number;
-  path: string;
-  /** Measured seconds, or null when `requests` ends the window. */
-  duration: number | null;
-  requests: number | null;
-  warmup: number;
-  /** Open-loop ops/s over all connections, or null for closed loop. */
-  rate: number | null;
+/** What the load generator needs of the run's options. */
+export type ClientConfig = Pick<
+  AbResolvedOptions,
+  'workload' | 'host' | 'port' | 'size' | 'connections' | 'path' | 'duration' | 'requests' | 'warmup' | 'rate'
+>;
+
+/** What the load generator reports for its window. */
+export interface ClientResult {
+  histogram: string;
+  ops: number;
+  bytes: number;
+  seconds: number;
+  cpuUs: number;
+  handles: Record<string, number>;
+  status: Record<string, number>;
+  reconnects: number;
+  /** When nothing completed in the window: the state of each connection at its end. */
+  diag: string[];
+  /** Operations still outstanding 2 s (or twice the slowest) after the window (recorded with their wait so far). */
+  unfinished: number;
 }
 
 export type ToolMessage = { t: 'go' };
@@ -29,19 +36,5 @@ export type ClientMessage =
   | { t: 'connected'; handles: Record<string, number> }
   | { t: 'mark'; phase: 'start' | 'end' }
   | { t: 'progress'; phase: 'warmup' | 'measure'; elapsed: number; ops: number }
-  | {
-      t: 'result';
-      histogram: string;
-      ops: number;
-      bytes: number;
-      seconds: number;
-      cpuUs: number;
-      handles: Record<string, number>;
-      status: Record<string, number>;
-      reconnects: number;
-      /** When nothing completed in the window: the state of each connection at its end. */
-      diag: string[];
-      /** Operations still outstanding 2 s (or twice the slowest) after the window (recorded with their wait so far). */
-      unfinished: number;
-    }
+  | ({ t: 'result' } & ClientResult)
   | { t: 'failed'; code: string; message: string };

@@ -31,7 +31,7 @@ import {
   waitForPort,
   within,
 } from './proc';
-import type { ClientConfig, ClientMessage, ToolMessage } from './protocol';
+import type { ClientConfig, ClientMessage, ClientResult, ToolMessage } from './protocol';
 import type {
   AbCpu,
   AbMetric,
@@ -235,18 +235,8 @@ async function waitPublished(ctx: Ctx, server: Proc): Promise<boolean> {
   }
 }
 
-interface ClientOutcome {
-  histogram: string;
-  ops: number;
-  bytes: number;
-  seconds: number;
-  cpuUs: number;
+interface ClientOutcome extends ClientResult {
   serverSec: number;
-  handles: Record<string, number>;
-  status: Record<string, number>;
-  reconnects: number;
-  diag: string[];
-  unfinished: number;
 }
 
 function driveClient(
