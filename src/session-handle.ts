@@ -19,10 +19,19 @@ export interface SockAddr {
 
 const READ_CHUNK = 64 * 1024;
 const kNetWrite = Symbol('vls.netWrite');
-/** Reads at least this large switch a session to a fresh buffer per read (no copy). */
+/** Reads at least this large switch a session to a fresh buffer per read. */
 const BIG_READ = 16 * 1024;
-/** This thread's buffer for small reads (copied out at their size before anything else runs). */
-let scratch: Buffer | undefined;
+/**
+ * Small reads land in this thread's slab, each chunk a Buffer over its own part of it (what
+ * Buffer's pool does for allocUnsafe): no allocation beyond the view and no copy. A new slab is
+ * started when less than SLAB_MIN_ROOM is left; like a pooled Buffer, a chunk that is kept keeps
+ * its slab alive.
+ */
+const SLAB = 64 * 1024;
+const SLAB_MIN_ROOM = 4 * 1024;
+let slab: ArrayBuffer | undefined;
+let slabView: Buffer | undefined;
+let slabUsed = SLAB;
 let nextAsyncId = 1;
 
 /** The per-socket pieces of Node's private state that the handle drives. */
@@ -85,24 +94,35 @@ export class SessionHandle {
   }
 
   /**
-   * Read what the session has and push it into the socket, as onStreamRead would. Small reads go
-   * through one scratch buffer per thread and are copied out at their size (from Buffer's pool), so
-   * a message costs no 64 KiB allocation; a session that keeps delivering large reads gets a fresh
-   * buffer per read instead, pushed without a copy. A read shorter than asked emptied the fifo:
-   * the next bytes raise a new 'readable', so there is no second call just to meet EAGAIN -
-   * unless `drain` says to read on until EAGAIN or end of stream (after a pause, and when the
-   * event also reported end of stream or an error, which will not be reported again).
+   * Read what the session has and push it into the socket, as onStreamRead would. Small reads
+   * land in the thread's slab and are pushed as views of it; a session that keeps delivering large
+   * reads gets a fresh buffer per read instead. A read shorter than asked emptied the fifo: the
+   * next bytes raise a new 'readable', so there is no second call just to meet EAGAIN - unless
+   * `drain` says to read on until EAGAIN or end of stream (after a pause, and when the event also
+   * reported end of stream or an error, which will not be reported again).
    */
   private pump(drain: boolean): void {
     const s = this.session;
     const sock = this.socket;
     if (!s || !sock || this.closed) return;
     while (this.reading) {
-      const big = this.bigReads;
-      const buf = big ? Buffer.allocUnsafeSlow(READ_CHUNK) : (scratch ??= Buffer.allocUnsafeSlow(READ_CHUNK));
       let n: number | null;
+      let chunk: Buffer | undefined;
+      let asked: number;
       try {
-        n = s.read(buf);
+        if (this.bigReads) {
+          chunk = Buffer.allocUnsafeSlow(READ_CHUNK);
+          asked = READ_CHUNK;
+          n = s.read(chunk, 0, asked);
+        } else {
+          if (SLAB - slabUsed < SLAB_MIN_ROOM) {
+            slab = new ArrayBuffer(SLAB);
+            slabView = Buffer.from(slab);
+            slabUsed = 0;
+          }
+          asked = SLAB - slabUsed;
+          n = s.read(slabView as Buffer, slabUsed, asked);
+        }
       } catch (e) {
         sock.destroy(e as Error);
         return;
@@ -119,20 +139,18 @@ export class SessionHandle {
         return;
       }
       this.bytesRead += n;
-      let chunk: Buffer;
-      if (n >= BIG_READ) {
-        this.bigReads = true;
-        chunk = big ? (n === READ_CHUNK ? buf : buf.subarray(0, n)) : Buffer.from(buf.subarray(0, n));
+      if (chunk) {
+        if (n < asked) chunk = chunk.subarray(0, n);
       } else {
-        this.bigReads = false;
-        chunk = Buffer.allocUnsafe(n);
-        buf.copy(chunk, 0, 0, n);
+        chunk = Buffer.from(slab as ArrayBuffer, slabUsed, n);
+        slabUsed += (n + 7) & ~7;
       }
+      this.bigReads = n >= BIG_READ;
       if (!sock.push(chunk)) {
         this.reading = false;
         return;
       }
-      if (!drain && n < READ_CHUNK) return;
+      if (!drain && n < asked) return;
     }
   }
 
