@@ -2,12 +2,14 @@
 'use strict';
 // 1. Ping-pong: a 64-byte request/response round trip between two processes over net.Socket.
 //   node bench/pingpong.js [--quick] [--runs N] [--iters N] [--placements same,split,unpinned]
-//                          [--variants tcp,unix,layer,poll50,api] [--json]
+//                          [--variants tcp,unix,layer,nopoll,poll50,api] [--json]
 //
 // Variants (the same client and server scripts every time):
 //   tcp     plain Node, loopback TCP            unix   plain Node, Unix-domain socket
-//   layer   both processes --require preload: a cut-through session under a genuine net.Socket
-//   poll50  layer with VLS_POLL_USEC=50 (a knob in progress elsewhere; harmless if unknown)
+//   layer   both processes --require preload, default settings: a cut-through session under a
+//           genuine net.Socket (VLS_POLL_USEC=auto: an adaptive busy-poll window)
+//   nopoll  layer with VLS_POLL_USEC=0: the loop sleeps after every message (a wake-up each)
+//   poll50  layer with VLS_POLL_USEC=50: a fixed 50 µs window after every batch
 //   api     the session API straight (no net.Socket on top): what net.Socket costs over the layer
 // Round trips are timed one by one into an HDR histogram (ns); CPU time (user+sys) of both
 // processes is taken over the same measured round trips.
@@ -21,6 +23,7 @@ const VARIANTS = {
   tcp: { id: 'tcp', label: 'TCP (plain Node)', short: 'TCP' },
   unix: { id: 'unix', label: 'Unix socket (plain Node)', short: 'Unix' },
   layer: { id: 'layer', label: 'layer (preload, net.Socket)', short: 'layer', layer: true },
+  nopoll: { id: 'nopoll', label: 'layer, VLS_POLL_USEC=0', short: 'nopoll', layer: true },
   poll50: { id: 'poll50', label: 'layer, VLS_POLL_USEC=50', short: 'poll50', layer: true },
   api: { id: 'api', label: 'layer session API (no net.Socket)', short: 'api', layer: true },
 };
@@ -146,8 +149,8 @@ function apiClient(port, warm, iters) {
 /** One run of one variant on one placement: returns the metrics and what ran. */
 async function runOne(variant, placement, cfg, runtime, seq) {
   const p = c.PLACEMENTS[placement];
-  const layer = variant === 'layer' || variant === 'poll50';
-  const env = variant === 'poll50' ? { VLS_POLL_USEC: '50' } : {};
+  const layer = variant === 'layer' || variant === 'nopoll' || variant === 'poll50';
+  const env = { poll50: { VLS_POLL_USEC: '50' }, nopoll: { VLS_POLL_USEC: '0' } }[variant] || {};
   const where = variant === 'unix' ? path.join(runtime, `pp-${seq}.sock`) : 'tcp';
   const serverArgs =
     variant === 'api' ? ['child', 'api-server', cfg.warmup, cfg.iters] : ['child', 'server', where, cfg.warmup, cfg.iters];
@@ -178,7 +181,7 @@ async function runOne(variant, placement, cfg, runtime, seq) {
     children.push(client);
     const timeout = 30000 + cfg.iters; // 1 ms per round trip: 20-50x what one takes
     const [cr, sr] = await Promise.all([client.waitFor('RESULT', timeout), server.waitFor('RESULT', timeout)]);
-    const expected = { tcp: 'TCP', unix: 'Pipe', layer: 'SessionHandle', poll50: 'SessionHandle', api: 'VlsSession' }[variant];
+    const expected = { tcp: 'TCP', unix: 'Pipe', layer: 'SessionHandle', nopoll: 'SessionHandle', poll50: 'SessionHandle', api: 'VlsSession' }[variant];
     return {
       metrics: {
         p50: cr.p50,
@@ -205,7 +208,7 @@ async function run(opts = {}, log = () => {}) {
     warmup: opts.warmup || (quick ? 500 : 2000),
   };
   const placements = c.checkPlacements(opts.placements || ['same', 'unpinned', 'split']);
-  const variants = c.checkVariants(opts.variants || ['tcp', 'unix', 'layer', 'poll50', 'api'], Object.keys(VARIANTS));
+  const variants = c.checkVariants(opts.variants || ['tcp', 'unix', 'layer', 'nopoll', 'poll50', 'api'], Object.keys(VARIANTS));
   const tables = {};
   const metrics = [
     { id: 'p50', label: 'p50 µs', short: 'p50', decimals: 1 },
@@ -235,7 +238,20 @@ async function run(opts = {}, log = () => {}) {
   log('\n');
   const checks = [];
   for (const pl of placements) {
-    for (const v of ['layer', 'poll50'].filter((x) => variants.includes(x))) {
+    if (pl === 'split' && variants.includes('poll50') && variants.includes('tcp')) {
+      // The latency profile, where wake-ups are dear (its CPU is in the table's cpu column).
+      checks.push(
+        c.check(tables[pl], {
+          variant: 'poll50',
+          metric: 'p50',
+          vs: 'tcp',
+          op: '<=',
+          limit: 0.2,
+          label: `${pl}: poll50 p50 <= 0.2x TCP`,
+        }),
+      );
+    }
+    for (const v of ['layer'].filter((x) => variants.includes(x))) {
       const name = VARIANTS[v].short;
       if (variants.includes('tcp')) {
         checks.push(
@@ -276,11 +292,6 @@ async function run(opts = {}, log = () => {}) {
     }
   }
   const notes = [];
-  if (variants.includes('poll50')) {
-    notes.push(
-      `VLS_POLL_USEC ${c.knobKnown('VLS_POLL_USEC') ? 'is read by this build' : 'is not known to this build (the poll50 row runs the plain layer)'}`,
-    );
-  }
   return {
     name: 'pingpong',
     title: '1. ping-pong: 64-byte request/response between two processes over net.Socket',

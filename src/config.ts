@@ -22,12 +22,19 @@ export interface VlsConfig {
   /** VLS_STRICT=1: failures to start or to go cut-through are errors instead of warnings. */
   strict: boolean;
   /**
-   * VLS_POLL_USEC: after activity, keep the event loop from sleeping for up to this many
-   * microseconds and poll the worker's queue instead (no wake-up needed for the next message:
-   * lower latency where wake-ups are dear, at the price of CPU). 0 (the default): off.
+   * VLS_POLL_USEC: after activity, keep the event loop from sleeping for a while and poll the
+   * worker's queue instead (no wake-up needed for the next message: lower latency where wake-ups
+   * are dear, at the price of CPU). `auto` (the default): a window that adapts to the traffic, up
+   * to {@link AUTO_POLL_CAP_USEC} µs (none for sparse traffic); a number: that many µs after every
+   * batch of events; 0: never poll.
    */
   pollUsec: number;
+  /** Whether the window adapts (VLS_POLL_USEC=auto); pollUsec is then its upper bound. */
+  pollAuto: boolean;
 }
+
+/** The upper bound of the adaptive polling window (VLS_POLL_USEC=auto), in µs. */
+export const AUTO_POLL_CAP_USEC = 50;
 
 const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -52,6 +59,16 @@ function flag(env: NodeJS.ProcessEnv, name: string): boolean {
   return raw !== undefined && raw !== '' && raw !== '0' && raw.toLowerCase() !== 'false';
 }
 
+function pollFromEnv(env: NodeJS.ProcessEnv): { pollUsec: number; pollAuto: boolean } {
+  const raw = env.VLS_POLL_USEC;
+  if (raw === undefined || raw === '' || raw === 'auto') return { pollUsec: AUTO_POLL_CAP_USEC, pollAuto: true };
+  const v = Number(raw);
+  if (!/^\d+$/.test(raw) || v > 1_000_000) {
+    throw new RangeError(`VLS_POLL_USEC must be auto or an integer from 0 to 1000000, got ${JSON.stringify(raw)}`);
+  }
+  return { pollUsec: v, pollAuto: false };
+}
+
 /** VLS_STRICT alone, readable even when another variable is bad (so that a bad one is an error). */
 export function strictFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return flag(env, 'VLS_STRICT');
@@ -74,6 +91,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): VlsConfig {
     runtimeDir: env.VLS_RUNTIME_DIR === undefined || env.VLS_RUNTIME_DIR === '' ? undefined : env.VLS_RUNTIME_DIR,
     disabled: flag(env, 'VLS_DISABLE'),
     strict: flag(env, 'VLS_STRICT'),
-    pollUsec: intFromEnv(env, 'VLS_POLL_USEC', 0, 0, 1_000_000),
+    ...pollFromEnv(env),
   };
 }

@@ -37,6 +37,12 @@ export interface NativeWorkerStats {
   controlBad: number;
   controlRefused: number;
   sockPath: string;
+  /** The busy-poll window in force (µs; 0: the loop sleeps right after each batch). */
+  pollWindowUsec: number;
+  /** Batches of events found by polling (no wake-up was needed). */
+  pollHits: number;
+  /** Polling windows that ran out before an event came. */
+  pollMisses: number;
 }
 
 /** The addon's worker: every method returns >= 0 or a negative errno (never throws). */
@@ -49,6 +55,7 @@ export interface NativeWorker {
     secret: Buffer,
     onEvents: (n: number, metas: Buffer[] | undefined, records: Float64Array) => void,
     pollUsec: number,
+    pollAuto: boolean,
   ): number;
   detach(): void;
   listen(backlog: number, tag: number): number;

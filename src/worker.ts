@@ -238,6 +238,7 @@ export class VlsWorker {
       secret,
       (n, metas, d) => this.onEvents(n, metas, d),
       config.pollUsec,
+      config.pollAuto,
     );
     if (rv < 0) {
       throw new VlsError('ERR_VLS_ATTACH_FAILED', `node-vls: cannot attach to namespace ${config.namespace} in ${this.dir}`, {

@@ -109,20 +109,6 @@ function requireBuilt() {
   }
 }
 
-/** Whether this build reads VLS_POLL_USEC (a knob in progress elsewhere; unknown knobs are ignored). */
-function knobKnown(name) {
-  const files = [path.join(REPO, 'build', 'Release', 'vls.node')];
-  const dist = path.join(REPO, 'dist', 'src');
-  if (fs.existsSync(dist)) for (const f of fs.readdirSync(dist)) if (f.endsWith('.js')) files.push(path.join(dist, f));
-  return files.some((f) => {
-    try {
-      return fs.readFileSync(f).includes(name);
-    } catch {
-      return false;
-    }
-  });
-}
-
 // ---- processes -------------------------------------------------------------------------------
 
 const runtimes = new Set();
@@ -735,7 +721,6 @@ module.exports = {
   cpuSince,
   handleKind,
   histSummary,
-  knobKnown,
   layerActive,
   machineInfo,
   measure,

@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -26,6 +27,7 @@ namespace {
 
 constexpr int kBatch = 256;
 constexpr int kRec = 5;
+constexpr uint64_t kMinWindowNs = 2000;  // an auto window shrunk below this is no window
 
 inline uint64_t ToHandle(const Napi::Value &v) {
   return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
@@ -61,8 +63,18 @@ class Worker : public Napi::ObjectWrap<Worker> {
   uv_poll_t *io_poll_ = nullptr;  // the worker's eventfd: IO events
   uv_timer_t *timer_ = nullptr;
   uv_idle_t *idle_ = nullptr;     // busy polling (VLS_POLL_USEC): keeps the loop from sleeping
-  uint64_t poll_ns_ = 0;          // busy-poll window after activity, 0: off
-  uint64_t last_activity_ = 0;
+  // Busy polling (VLS_POLL_USEC). Fixed: poll for cap_ns_ after each batch of events. Auto (the
+  // default): the window adapts as KVM's halt polling does - a wake-up that came sooner than the
+  // cap after the last event grows the window to cover such a gap next time; a gap longer than
+  // the cap halves it (down to 0: no polling). So steady traffic whose messages come closer than
+  // the cap is polled for and needs no wake-ups, and sparse traffic costs no spinning.
+  bool poll_auto_ = false;
+  uint64_t cap_ns_ = 0;           // the fixed window, or the auto window's upper bound; 0: off
+  uint64_t window_ns_ = 0;        // the window in force
+  uint64_t last_activity_ = 0;    // when the last batch of events was delivered
+  bool asleep_ = false;           // the loop may have blocked since then (no polling in force)
+  uint64_t poll_hits_ = 0;        // events found by polling (no wake-up was needed)
+  uint64_t poll_misses_ = 0;      // windows that ran out before an event came
   bool busy_ = false;
   Napi::FunctionReference on_events_;
   Napi::Reference<Napi::Float64Array> batch_;
@@ -114,7 +126,9 @@ class Worker : public Napi::ObjectWrap<Worker> {
       app_ = nullptr;
       return Napi::Number::New(env, efd);
     }
-    poll_ns_ = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue() * 1000.0);
+    cap_ns_ = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue() * 1000.0);
+    poll_auto_ = info[7].As<Napi::Boolean>().Value();
+    window_ns_ = poll_auto_ ? 0 : cap_ns_;
     uv_loop_t *loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     poll_ = new uv_poll_t;
@@ -175,13 +189,15 @@ class Worker : public Napi::ObjectWrap<Worker> {
       w->Pump(VLS_APP_POLL_IO_ONLY);
       return;
     }
-    if (uv_hrtime() - w->last_activity_ < w->poll_ns_) {
+    if (uv_hrtime() - w->last_activity_ < w->window_ns_) {
       // Nothing yet: give the CPU to whoever else wants it (the peer itself, when both share a
       // CPU); with a CPU to ourselves this returns at once.
       sched_yield();
       return;
     }
     w->busy_ = false;
+    w->asleep_ = true;
+    w->poll_misses_++;
     uv_idle_stop(w->idle_);
     vls_worker_set_busy_poll(vls_app_worker(w->app_), 0);
     w->Pump(VLS_APP_POLL_IO_ONLY);  // announces sleep, with the re-check
@@ -231,10 +247,24 @@ class Worker : public Napi::ObjectWrap<Worker> {
       if (n < kBatch) break;
     }
     in_pump_ = false;
-    if (delivered && poll_ns_ && app_) {
-      last_activity_ = uv_hrtime();
-      if (!busy_) {
+    if (delivered && cap_ns_ && app_) {
+      uint64_t now = uv_hrtime();
+      if (busy_) {
+        poll_hits_++;
+      } else if (poll_auto_ && asleep_) {
+        uint64_t gap = now - last_activity_;
+        if (gap <= cap_ns_) {
+          uint64_t want = std::max(window_ns_ * 2, gap + gap / 4);
+          window_ns_ = std::min(cap_ns_, want);
+        } else {
+          window_ns_ = window_ns_ / 2 < kMinWindowNs ? 0 : window_ns_ / 2;
+        }
+      }
+      last_activity_ = now;
+      asleep_ = true;
+      if (!busy_ && window_ns_) {
         busy_ = true;
+        asleep_ = false;
         vls_worker_set_busy_poll(vls_app_worker(app_), 1);
         uv_idle_start(idle_, OnIdle);
       }
@@ -428,6 +458,9 @@ class Worker : public Napi::ObjectWrap<Worker> {
     o.Set("controlBad", static_cast<double>(as.ctrl_bad));
     o.Set("controlRefused", static_cast<double>(as.ctrl_refused));
     o.Set("sockPath", vls_app_sock_path(app_));
+    o.Set("pollWindowUsec", static_cast<double>(window_ns_) / 1000.0);
+    o.Set("pollHits", static_cast<double>(poll_hits_));
+    o.Set("pollMisses", static_cast<double>(poll_misses_));
     return o;
   }
 
