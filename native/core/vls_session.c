@@ -756,6 +756,10 @@ int vls_write(vls_worker_t *w, uint64_t h, const void *buf, uint32_t len) {
   return vls_writev(w, h, &iov, 1, 0);
 }
 
+#ifdef VLS_TEST_HOOKS
+void (*vls_test_after_dequeue)(vls_worker_t *w, uint64_t h);
+#endif
+
 /* Shared read path; peek leaves the bytes in place. */
 static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int peek) {
   vls__wlock(w);
@@ -799,12 +803,20 @@ static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int p
   }
   if (rv > 0 && !peek) {
     s->bytes_in += (uint64_t)rv;
+#ifdef VLS_TEST_HOOKS
+    if (vls_test_after_dequeue) vls_test_after_dequeue(w, h);
+#endif
     /* Drained: re-arm the writer's event now, so its next byte signals us and the reader need
      * not come back for an -EAGAIN first. Bytes that raced in while we re-armed were sent while
-     * the flag was still set (no signal): report them ourselves. So a read that returns less than
-     * asked leaves nothing behind without a readable event to come. */
-    if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) > 0)
+     * the flag was still set (no signal): report them ourselves. Bytes that came in after the
+     * dequeue emptied the fifo but before we looked were sent while the flag was still set too:
+     * after a short read, report those as well. So a read that returns less than asked leaves
+     * nothing behind without a readable event to come. */
+    if (vls_fifo_max_dequeue(&s->rx) == 0) {
+      if (vls_fifo_unset_event(&s->rx) > 0) vls__epoll_notify(w, s, VLS_EPOLLIN);
+    } else if ((uint32_t)rv < len) {
       vls__epoll_notify(w, s, VLS_EPOLLIN);
+    }
     if (vls_fifo_needs_deq_ntf(&s->rx)) vls__post(w, s->peer, VLS_EVT_TX, s->peer_handle, 0);
   } else if (rv == -EIO) {
     s->err = 0;

@@ -176,6 +176,11 @@ void vls__epoll_forget_session(vls_worker_t *w, vls_session_t *s);
 /* Free every item of the epoll set s. */
 void vls__epoll_destroy_set(vls_worker_t *w, vls_session_t *s);
 int vls__session_alloc(vls_worker_t *w, vls_session_t **out);
+#ifdef VLS_TEST_HOOKS
+/* Native tests only: runs inside vls_read between the dequeue and the look at what is left, so
+ * a test can replay a writer that comes in at that moment. */
+extern void (*vls_test_after_dequeue)(vls_worker_t *w, uint64_t h);
+#endif
 void vls__session_free(vls_worker_t *w, vls_session_t *s);
 
 #endif

@@ -420,6 +420,46 @@ static void test_rx_event_after_early_read(void) {
   teardown();
 }
 
+/* A short read promises that anything left gets an event. Replayed: the reader's dequeue empties
+ * the fifo, then - before it looks at what is left - the writer adds bytes and, seeing the event
+ * flag still up, posts nothing. The read returns less than asked; the new bytes must be reported
+ * all the same (before the fix they sat in the fifo with nobody told: a bulk transfer stalled). */
+static vls_worker_t *hook_writer;
+static uint64_t hook_ch;
+static int hook_fired;
+static void write_during_read(vls_worker_t *w, uint64_t h) {
+  (void)w;
+  (void)h;
+  if (hook_fired++) return;
+  CHECK_EQ(vls_write(hook_writer, hook_ch, "late", 4), 4);
+}
+
+static void test_short_read_reports_late_bytes(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh, ep;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_epoll_create(A, &ep), 0);
+  vls_epoll_event_t ev = {.events = VLS_EPOLLIN | VLS_EPOLLET, .data = 9};
+  CHECK_EQ(vls_epoll_ctl(A, ep, VLS_EPOLL_CTL_ADD, sh, &ev), 0);
+  vls_epoll_event_t evs[8];
+  CHECK_EQ(vls_write(B, ch, "early", 5), 5);
+  CHECK_EQ(vls_epoll_wait(A, ep, evs, 8, 0), 1);
+  char buf[64];
+  hook_writer = B;
+  hook_ch = ch;
+  hook_fired = 0;
+  vls_test_after_dequeue = write_during_read;
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 5); /* short: the caller waits for an event */
+  vls_test_after_dequeue = NULL;
+  CHECK_EQ(hook_fired, 1);
+  CHECK_EQ(vls_epoll_wait(A, ep, evs, 8, 0), 1);
+  CHECK_EQ(evs[0].data, 9);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 4);
+  CHECK(memcmp(buf, "late", 4) == 0);
+  teardown();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_states_and_data);
@@ -436,5 +476,6 @@ int main(void) {
   RUN(test_cycles_no_growth);
   RUN(test_multithread_worker);
   RUN(test_rx_event_after_early_read);
+  RUN(test_short_read_reports_late_bytes);
   TEST_DONE();
 }
