@@ -100,6 +100,8 @@ function entryName(proto: Proto, address: string, port: number): string {
 
 /** A read of the registry directory and what is derived from it (see Registry.listing). */
 interface Listing {
+  /** The registry's generation counter when the names were read (-1: not available). */
+  gen: number;
   mtimeNs: number;
   names: Set<string>;
   /** Ports that appear in the names (entry names end in _<port>). */
@@ -122,14 +124,36 @@ export class Registry {
     this.epDir = path.join(dir, 'ep');
   }
 
+  /** Every change to ep/ (under the lock) ends with a bump of the shared generation counter. */
   private withLock<T>(fn: () => T): T {
     const fd = this.native.nsLock(this.dir);
     if (fd < 0) throw new VlsError('ERR_VLS_NAMESPACE_UNUSABLE', `node-vls: cannot lock ${this.dir} (errno ${fd})`);
     try {
       return fn();
     } finally {
+      this.bump();
       this.native.nsUnlock(fd);
     }
+  }
+
+  private bump(): void {
+    const g = this.generation();
+    if (g) Atomics.add(g, 0, 1);
+  }
+
+  /**
+   * The namespace's registry generation (ep.gen, mapped shared by every process in it): bumped
+   * after every change to ep/, so a cached listing is current while the counter is unchanged -
+   * checked with a load from memory on every connect. Null where the file cannot be mapped (the
+   * directory's mtime is checked instead).
+   */
+  private gen: Int32Array | null | undefined;
+  private generation(): Int32Array | null {
+    if (this.gen === undefined) {
+      const ab = this.native.mapCounter(path.join(this.dir, 'ep.gen'));
+      this.gen = typeof ab === 'number' ? null : new Int32Array(ab);
+    }
+    return this.gen;
   }
 
   private file(proto: Proto, address: string, port: number): string {
@@ -179,6 +203,7 @@ export class Registry {
       /* a torn or foreign file: treated as absent, and removed below */
     }
     fs.rmSync(f, { force: true });
+    this.bump();
     return undefined;
   }
 
@@ -226,20 +251,30 @@ export class Registry {
   }
 
   /**
-   * The names in ep/, cached while the directory is unchanged, so that a connect to an endpoint
-   * nobody published (the kernel path) costs one stat, not a failed open per candidate. The
-   * directory's mtime ticks coarsely, so a listing younger than the tick is never trusted. With
-   * the names go what is derived from them: the ports they publish, and the entries found live
-   * since (an entry stays valid while the directory is unchanged and its process lives).
+   * The names in ep/, cached while the registry is unchanged, so that a connect to an endpoint
+   * nobody published (the kernel path) costs a load of the generation counter, not a failed open
+   * per candidate. The counter is read before the directory and bumped after each change to it,
+   * so a listing is never taken as newer than it is. Without the counter, the directory's mtime
+   * is checked instead (one stat); it ticks coarsely, so a listing younger than the tick is never
+   * trusted. With the names go what is derived from them: the ports they publish, and the entries
+   * found live since (an entry stays valid while the registry is unchanged and its process lives).
    */
   private cache: Listing | undefined;
   private listing(): Listing {
-    const mtimeNs = this.native.mtimeNs(this.epDir);
+    const g = this.generation();
     const c = this.cache;
-    if (c && c.mtimeNs === mtimeNs && mtimeNs >= 0 && Date.now() - mtimeNs / 1e6 > 100) return c;
+    let gen = -1;
+    let mtimeNs = -1;
+    if (g) {
+      gen = Atomics.load(g, 0);
+      if (c && c.gen === gen) return c;
+    } else {
+      mtimeNs = this.native.mtimeNs(this.epDir);
+      if (c && c.mtimeNs === mtimeNs && mtimeNs >= 0 && Date.now() - mtimeNs / 1e6 > 100) return c;
+    }
     let names: Set<string>;
     try {
-      names = new Set(mtimeNs < 0 ? [] : fs.readdirSync(this.epDir));
+      names = new Set(fs.readdirSync(this.epDir));
     } catch {
       names = new Set();
     }
@@ -248,7 +283,7 @@ export class Registry {
       const m = /_(\d+)$/.exec(n);
       if (m) ports.add(Number(m[1]));
     }
-    this.cache = { mtimeNs, names, ports, checked: new Map() };
+    this.cache = { gen, mtimeNs, names, ports, checked: new Map() };
     return this.cache;
   }
 

@@ -84,6 +84,9 @@ export interface NativeBinding {
   /** Modification time of a path in ns since the epoch, or -errno. */
   mtimeNs(path: string): number;
   nsUnlock(fd: number): void;
+  /** An 8-byte ArrayBuffer over the start of a file, shared by every process that maps it; or
+   * -errno. */
+  mapCounter(path: string): ArrayBuffer | number;
   statQuery(sockPath: string, timeoutMs: number): string | number;
 }
 

@@ -12,8 +12,11 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -524,6 +527,26 @@ Napi::Value MtimeNs(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), static_cast<double>(st.st_mtim.tv_sec) * 1e9 + static_cast<double>(st.st_mtim.tv_nsec));
 }
 
+// mapCounter(path) -> an 8-byte ArrayBuffer over the start of `path` (created, mode 0600, if
+// missing), shared with every process that maps it; or -errno. The registry's generation counter:
+// a publisher bumps it after changing the directory, and a connect compares it with the one its
+// cached listing was read at - a memory load where a stat of the directory cost a system call and
+// a path walk on every connect.
+Napi::Value MapCounter(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  struct stat st;
+  int rv = fstat(fd, &st);
+  if (rv == 0 && st.st_size < 8) rv = ftruncate(fd, 8);
+  void *m = rv == 0 ? mmap(nullptr, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  int err = errno;
+  close(fd);
+  if (m == MAP_FAILED) return Napi::Number::New(env, -err);
+  return Napi::ArrayBuffer::New(env, m, 8, [](Napi::Env, void *data) { munmap(data, 8); });
+}
+
 Napi::Value NsLock(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), vls_ns_lock(info[0].As<Napi::String>().Utf8Value().c_str()));
 }
@@ -540,6 +563,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("nsLock", Napi::Function::New(env, NsLock));
   exports.Set("mtimeNs", Napi::Function::New(env, MtimeNs));
+  exports.Set("mapCounter", Napi::Function::New(env, MapCounter));
   exports.Set("statQuery", Napi::Function::New(env, StatQuery));
   exports.Set("nsUnlock", Napi::Function::New(env, NsUnlock));
   return exports;
