@@ -5,6 +5,8 @@
  *     .lock                        flock: index allocation and registry updates
  *     w<index>.sock                each worker's control socket (SOCK_SEQPACKET)
  *     ep/<proto>_<address>_<port>  a published endpoint: JSON { worker, pid, sock, lh, ... }
+ *     ep.gen                       the registry's generation counter (mapped shared; bumped
+ *                                  after every change to ep/)
  *
  * <root> is $VLS_RUNTIME_DIR, else $XDG_RUNTIME_DIR/node-vls, else <tmpdir>/node-vls-<uid>.
  * An entry whose worker no longer answers on its control socket is stale: lookups remove it.
@@ -212,6 +214,12 @@ export class Registry {
    * match first, then a wildcard listener (0.0.0.0 for IPv4 destinations, :: for both).
    * A stale entry (its worker does not answer) is removed and skipped.
    */
+  /** Whether anything is published on this port (any address, any protocol): a memory load and a
+   * set lookup while the registry is unchanged. */
+  hasPort(port: number): boolean {
+    return this.listing().ports.has(port);
+  }
+
   lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
     const { names, ports, checked } = this.listing();
     // The common miss (a port nobody published: the kernel path) ends here, with one stat.

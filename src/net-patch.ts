@@ -106,6 +106,8 @@ function lookupAddress(dst: string): string {
 }
 
 function findEndpoint(worker: VlsWorker, address: string, port: number): EndpointEntry | undefined {
+  // The common miss (a port nobody published: the kernel path) ends at the port set.
+  if (!worker.registry.hasPort(port)) return undefined;
   return worker.registry.lookup('tcp', lookupAddress(effectiveDestination(address)), port);
 }
 
@@ -113,7 +115,7 @@ function findEndpoint(worker: VlsWorker, address: string, port: number): Endpoin
  * Whether net's connect would throw on these options (then net runs, and throws its own error).
  * The checks of lookupAndConnect, in its order.
  */
-function netWouldThrow(o: Record<string, unknown>, host: string): boolean {
+function netWouldThrow(o: Record<string, unknown>, host: string, hostIsIP: boolean): boolean {
   const port = o.port;
   if (typeof port !== 'number' && typeof port !== 'string') return true;
   if (typeof port === 'string' && port.trim() === '') return true;
@@ -124,7 +126,7 @@ function netWouldThrow(o: Record<string, unknown>, host: string): boolean {
   if (o.autoSelectFamily != null && typeof o.autoSelectFamily !== 'boolean') return true;
   const t = o.autoSelectFamilyAttemptTimeout;
   if (t != null && !(typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 2147483647)) return true;
-  if (!net.isIP(host) && o.lookup != null && typeof o.lookup !== 'function') return true;
+  if (!hostIsIP && o.lookup != null && typeof o.lookup !== 'function') return true;
   return false;
 }
 
@@ -214,15 +216,24 @@ function inClusterRoundRobin(): boolean {
 }
 
 /** Every open socket the patch saw (client connects and server connections), for `vls stat`. */
+/**
+ * The sockets this thread has seen, for `vls stat`. A destroyed socket leaves the set at the next
+ * sweep: when the set has doubled since the last one (at least SWEEP_MIN entries), and before
+ * each stat. So tracking a connection costs one set insertion - no 'close' listener per socket -
+ * and at most about as many closed sockets as live ones (or SWEEP_MIN) are held a little longer.
+ */
 const tracked = new Set<SocketX>();
-function untrack(this: SocketX): void {
-  tracked.delete(this);
+const SWEEP_MIN = 256;
+let sweepAt = SWEEP_MIN;
+function sweep(): void {
+  for (const s of tracked) if (s.destroyed) tracked.delete(s);
+  sweepAt = Math.max(SWEEP_MIN, tracked.size * 2);
 }
 
 function track(socket: SocketX): void {
   if (tracked.has(socket)) return;
   tracked.add(socket);
-  socket.on('close', untrack);
+  if (tracked.size >= sweepAt) sweep();
 }
 
 function describe(s: SocketX): Record<string, unknown> {
@@ -255,6 +266,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   let attached: VlsWorker | undefined;
   const statProvider = (): unknown[] => {
     const rows: unknown[] = [];
+    sweep();
     for (const s of tracked) rows.push(describe(s));
     for (const srv of listening) {
       const a = srv.address();
@@ -274,6 +286,9 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   const origListen = net.Server.prototype.listen;
   const origClose = net.Server.prototype.close;
   const normalize = (net as unknown as { _normalizeArgs(a: unknown[]): NormalizedArgs })._normalizeArgs;
+  // net marks the arrays it normalized with a private symbol (http and net.connect pass those):
+  // learn it once from an array net normalizes, so that recognising one is a property load.
+  const kNormalized: symbol | undefined = Object.getOwnPropertySymbols(normalize([{ port: 1 }]))[0];
 
   function publish(server: ServerX): void {
     const addr = server.address();
@@ -390,11 +405,13 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   } as typeof origClose;
 
   proto.connect = function vlsConnect(this: SocketX, ...args: unknown[]): net.Socket {
+    const first = args[0] as NormalizedArgs & { [k: symbol]: unknown };
     const normalized: NormalizedArgs =
-      // net marks arrays it normalized with a private symbol; http and net.connect pass those.
-      Array.isArray(args[0]) && Object.getOwnPropertySymbols(args[0]).length > 0 ? (args[0] as NormalizedArgs) : normalize(args);
-    const [options, cb] = normalized;
+      kNormalized !== undefined && Array.isArray(first) && first[kNormalized] ? first : normalize(args);
+    const options = normalized[0];
+    const cb = normalized[1];
     const host = (options.host as string | undefined) || 'localhost';
+    const addressType = net.isIP(host);
     // Not TCP (a path), a socket on a handle of its own (or already connecting), TLS, a child of a
     // connecting parent, options net rejects (it throws its own error), a user read buffer
     // (onread) or port 0: net decides, exactly as without the layer.
@@ -403,7 +420,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       this._handle ||
       this instanceof tls.TLSSocket ||
       this._parent?.connecting ||
-      netWouldThrow(options, host) ||
+      netWouldThrow(options, host, addressType !== 0) ||
       Number(options.port) === 0 ||
       hasUserBuffer(options)
     ) {
@@ -417,7 +434,6 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       return origConnect.call(this, normalized);
     }
     track(this);
-    const addressType = net.isIP(host);
     if (addressType) {
       const entry = findEndpoint(worker, host, port);
       if (!entry) {
