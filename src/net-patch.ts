@@ -130,6 +130,27 @@ function netWouldThrow(o: Record<string, unknown>, host: string, hostIsIP: boole
   return false;
 }
 
+/**
+ * The port of a TCP connect, read straight from connect()'s arguments (net's normalized array, an
+ * options object, or a port number or string); undefined for anything else - a path, port 0, a
+ * bad port, a user read buffer - which the full path sorts out as net would.
+ */
+function quickPort(args: unknown[]): number | undefined {
+  let a = args[0];
+  if (Array.isArray(a)) a = a[0];
+  let p: unknown;
+  if (typeof a === 'object' && a !== null) {
+    const o = a as Record<string, unknown>;
+    if (o.path != null || o.onread != null) return undefined;
+    p = o.port;
+  } else {
+    p = a;
+  }
+  if (typeof p !== 'number' && typeof p !== 'string') return undefined;
+  const n = Number(p);
+  return Number.isInteger(n) && n > 0 && n <= 65535 && (typeof p === 'number' || p.trim() !== '') ? n : undefined;
+}
+
 /** A socket that reads into the application's own buffer (the `onread` option) needs a kernel
  * handle's useUserBuffer: it stays on the kernel. */
 function hasUserBuffer(o: Record<string, unknown>): boolean {
@@ -405,6 +426,17 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   } as typeof origClose;
 
   proto.connect = function vlsConnect(this: SocketX, ...args: unknown[]): net.Socket {
+    // The common case first: a TCP connect to a port nobody in the namespace published goes to
+    // the kernel at once, decided by a port-set lookup before anything else is worked out.
+    const quick = quickPort(args);
+    if (quick !== undefined && !this._handle && !this._parent && !(this instanceof tls.TLSSocket)) {
+      const worker = workerNow();
+      if (worker && !worker.registry.hasPort(quick)) {
+        track(this);
+        this[kTransport] = 'not-published';
+        return origConnect.apply(this, args);
+      }
+    }
     const first = args[0] as NormalizedArgs & { [k: symbol]: unknown };
     const normalized: NormalizedArgs =
       kNormalized !== undefined && Array.isArray(first) && first[kNormalized] ? first : normalize(args);
