@@ -383,18 +383,25 @@ static void test_multithread_worker(void) {
   teardown();
 }
 
+/* A connected pair, A's end sh (B's end ch), with sh in an edge-triggered epoll set ep of A that
+ * reports it as `data`. */
+static void connected_in_epoll(uint64_t data, uint64_t *ch, uint64_t *sh, uint64_t *ep) {
+  uint64_t lh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, ch, sh);
+  CHECK_EQ(vls_epoll_create(A, ep), 0);
+  vls_epoll_event_t ev = {.events = VLS_EPOLLIN | VLS_EPOLLET, .data = data};
+  CHECK_EQ(vls_epoll_ctl(A, *ep, VLS_EPOLL_CTL_ADD, *sh, &ev), 0);
+}
+
 /* The lost wake-up the benchmarks found: the writer's bytes are visible before it raises
  * has_event, so an awake reader can read them (and re-arm) first; the writer's event then finds
  * an empty fifo. That event must re-arm the flag, or the writer's next bytes signal nobody. The
  * interleaving is replayed step by step with the writer's own primitives. */
 static void test_rx_event_after_early_read(void) {
   setup(4096, 64);
-  uint64_t lh, ch, sh, ep;
-  CHECK_EQ(vls_listen(A, 8, &lh), 0);
-  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
-  CHECK_EQ(vls_epoll_create(A, &ep), 0);
-  vls_epoll_event_t ev = {.events = VLS_EPOLLIN | VLS_EPOLLET, .data = 7};
-  CHECK_EQ(vls_epoll_ctl(A, ep, VLS_EPOLL_CTL_ADD, sh, &ev), 0);
+  uint64_t ch, sh, ep;
+  connected_in_epoll(7, &ch, &sh, &ep);
   vls_epoll_event_t evs[8];
   vls_epoll_wait(A, ep, evs, 8, 0);
   char buf[16];
@@ -436,12 +443,8 @@ static void write_during_read(vls_worker_t *w, uint64_t h) {
 
 static void test_short_read_reports_late_bytes(void) {
   setup(4096, 64);
-  uint64_t lh, ch, sh, ep;
-  CHECK_EQ(vls_listen(A, 8, &lh), 0);
-  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
-  CHECK_EQ(vls_epoll_create(A, &ep), 0);
-  vls_epoll_event_t ev = {.events = VLS_EPOLLIN | VLS_EPOLLET, .data = 9};
-  CHECK_EQ(vls_epoll_ctl(A, ep, VLS_EPOLL_CTL_ADD, sh, &ev), 0);
+  uint64_t ch, sh, ep;
+  connected_in_epoll(9, &ch, &sh, &ep);
   vls_epoll_event_t evs[8];
   CHECK_EQ(vls_write(B, ch, "early", 5), 5);
   CHECK_EQ(vls_epoll_wait(A, ep, evs, 8, 0), 1);
