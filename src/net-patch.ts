@@ -236,9 +236,8 @@ function inClusterRoundRobin(): boolean {
   return stack.includes('internal/cluster/round_robin_handle');
 }
 
-/** Every open socket the patch saw (client connects and server connections), for `vls stat`. */
 /**
- * The sockets this thread has seen, for `vls stat`. A destroyed socket leaves the set at the next
+ * The sockets this thread has seen (client connects and server connections), for `vls stat`. A destroyed socket leaves the set at the next
  * sweep: when the set has doubled since the last one (at least SWEEP_MIN entries), and before
  * each stat. So tracking a connection costs one set insertion - no 'close' listener per socket -
  * and at most about as many closed sockets as live ones (or SWEEP_MIN) are held a little longer.

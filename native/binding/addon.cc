@@ -264,12 +264,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
         }
       }
       last_activity_ = now;
-      asleep_ = true;
       if (!busy_ && window_ns_) {
         busy_ = true;
         asleep_ = false;
         vls_worker_set_busy_poll(vls_app_worker(app_), 1);
         uv_idle_start(idle_, OnIdle);
+      } else if (!busy_) {
+        asleep_ = true;  // no window: the loop may block right after this batch
       }
     }
     // Events that found a peer's queue full are retried shortly; nothing else needs a timer.
