@@ -30,7 +30,8 @@ namespace {
 
 constexpr int kBatch = 256;
 constexpr int kRec = 5;
-constexpr uint64_t kMinWindowNs = 2000;  // an auto window shrunk below this is no window
+constexpr uint64_t kMinWindowNs = 2000;
+constexpr int kSpinsPerTurn = 4;  // queue checks per loop turn while polling  // an auto window shrunk below this is no window
 
 inline uint64_t ToHandle(const Napi::Value &v) {
   return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
@@ -194,8 +195,15 @@ class Worker : public Napi::ObjectWrap<Worker> {
     }
     if (uv_hrtime() - w->last_activity_ < w->window_ns_) {
       // Nothing yet: give the CPU to whoever else wants it (the peer itself, when both share a
-      // CPU); with a CPU to ourselves this returns at once.
-      sched_yield();
+      // CPU; with a CPU to ourselves this returns at once), and look again a few times before
+      // letting the loop turn (each turn is a zero-timeout epoll_wait and the other phases).
+      for (int k = 0; k < kSpinsPerTurn; k++) {
+        sched_yield();
+        if (vls_worker_has_work(vls_app_worker(w->app_))) {
+          w->Pump(VLS_APP_POLL_IO_ONLY);
+          return;
+        }
+      }
       return;
     }
     w->busy_ = false;
