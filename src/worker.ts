@@ -250,49 +250,62 @@ export class VlsWorker {
   }
 
   /** Every batch of native events lands here: n records of [type, events, handle, handle2,
-   * err] in a Float64Array the addon reuses, plus metadata Buffers where an event carries some. */
+   * err] in a Float64Array the addon reuses, plus metadata Buffers where an event carries some.
+   * A handler that throws does not cost the other events of the batch their turn: they all go
+   * out, then the first exception is thrown (uncaught, as from a socket's callback) and any
+   * further ones from the tick queue. */
   private onEvents(n: number, metas: Buffer[] | undefined, d: Float64Array): void {
+    let failed = false;
+    let first: unknown;
     for (let i = 0; i < n; i++) {
       const o = i * 5;
-      const type = d[o] as number;
-      const events = d[o + 1] as number;
-      const h = d[o + 2] as number;
-      const h2 = d[o + 3] as number;
-      const err = d[o + 4] as number;
-      const meta = metas?.[i];
-      if (type === AE_IO) {
-        const s = this.sessions.get(h);
-        if (!s) continue;
-        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
-        if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
-      } else if (type === AE_ACCEPT) {
-        const l = this.listeners.get(h);
-        if (!l) {
-          this.native.reset(h2);
-          continue;
+      try {
+        this.dispatch(d[o] as number, d[o + 1] as number, d[o + 2] as number, d[o + 3] as number, d[o + 4] as number, metas?.[i]);
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          first = e;
+        } else {
+          process.nextTick(rethrow, e);
         }
-        const s = new VlsSession(this, h2, 'open');
-        s.peerMeta = meta;
-        this.track(s);
-        l.emit('connection', s);
-      } else if (type === AE_CONNECTED) {
-        const s = this.sessions.get(h);
-        if (!s) continue;
-        s.status = 'open';
-        s.peerMeta = meta;
-        s.emit('connect');
-      } else if (type === AE_CONNECT_FAILED) {
-        const s = this.sessions.get(h);
-        if (!s) continue;
-        this.native.close(h);
-        this.forget(s);
-        s.emit('error', errnoException(err, 'connect'));
-        s.emit('close');
-      } else if (type === AE_PEER_DOWN) {
-        debug('peer worker %d down (%d)', h, err);
-      } else if (type === AE_STAT) {
-        this.native.statReply(h, h2, this.snapshotJson());
       }
+    }
+    if (failed) throw first;
+  }
+
+  private dispatch(type: number, events: number, h: number, h2: number, err: number, meta: Buffer | undefined): void {
+    if (type === AE_IO) {
+      const s = this.sessions.get(h);
+      if (!s) return;
+      if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
+      if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
+    } else if (type === AE_ACCEPT) {
+      const l = this.listeners.get(h);
+      if (!l) {
+        this.native.reset(h2);
+        return;
+      }
+      const s = new VlsSession(this, h2, 'open');
+      s.peerMeta = meta;
+      this.track(s);
+      l.emit('connection', s);
+    } else if (type === AE_CONNECTED) {
+      const s = this.sessions.get(h);
+      if (!s) return;
+      s.status = 'open';
+      s.peerMeta = meta;
+      s.emit('connect');
+    } else if (type === AE_CONNECT_FAILED) {
+      const s = this.sessions.get(h);
+      if (!s) return;
+      this.native.close(h);
+      this.forget(s);
+      s.emit('error', errnoException(err, 'connect'));
+      s.emit('close');
+    } else if (type === AE_PEER_DOWN) {
+      debug('peer worker %d down (%d)', h, err);
+    } else if (type === AE_STAT) {
+      this.native.statReply(h, h2, this.snapshotJson());
     }
   }
 
@@ -405,6 +418,10 @@ export class VlsWorker {
     this.native.detach();
     if (current === this) current = undefined;
   }
+}
+
+function rethrow(e: unknown): never {
+  throw e;
 }
 
 function checkEndpoint(address: string, port: number): void {
