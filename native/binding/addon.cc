@@ -248,12 +248,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
       if (st != napi_ok) {
         bool pending = false;
         napi_is_exception_pending(env, &pending);
-        if (pending) {
-          napi_value exc;
-          napi_get_and_clear_last_exception(env, &exc);
-          napi_fatal_exception(env, exc);  // an exception thrown by a JS handler: uncaught
-        }
-        break;
+        if (!pending) break;  // JS cannot run any more (environment teardown)
+        napi_value exc;
+        napi_get_and_clear_last_exception(env, &exc);
+        // An exception thrown by a JS handler: uncaught, as from a socket's callback. An
+        // application that survives it ('uncaughtException') still gets the events that remain:
+        // they were taken off the queue, and nothing would announce them again.
+        napi_fatal_exception(env, exc);
       }
       if (n < kBatch) break;
     }
