@@ -60,6 +60,8 @@ export class SessionHandle {
   private closed = false;
   private refed = true;
   private bigReads = false;
+  /** A first read after readStart() is queued for the next turn of the loop. */
+  private startPending = false;
 
   constructor(session: VlsSession | undefined, local: SockAddr, remote: SockAddr) {
     this.local = local;
@@ -74,7 +76,7 @@ export class SessionHandle {
     session.on('readable', (events: number) => {
       // Only a plain EPOLLIN may stop at a short read: end of stream or a reset reported with it
       // is not reported again.
-      if (this.reading) this.pump((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) !== 0);
+      if (this.reading && !this.startPending) this.pump((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) !== 0);
     });
   }
 
@@ -82,9 +84,25 @@ export class SessionHandle {
     return this.asyncId;
   }
 
+  /**
+   * Start (or resume) reading. A kernel handle that starts reading is first polled on the next
+   * turn of the loop, after the close callbacks of this one: a connection accepted in a callback
+   * never delivers data inside it, nor before sockets destroyed in the same turn have emitted
+   * 'close'. So the first read here waits for the next turn (an immediate queued from an
+   * immediate), and 'readable' events that come meanwhile are left to it (it reads until EAGAIN
+   * or end of stream).
+   */
   readStart(): number {
     this.reading = true;
-    if (this.session) queueMicrotask(() => this.reading && this.pump(true));
+    if (this.session && !this.startPending) {
+      this.startPending = true;
+      setImmediate(() =>
+        setImmediate(() => {
+          this.startPending = false;
+          if (this.reading) this.pump(true);
+        }),
+      );
+    }
     return 0;
   }
 
