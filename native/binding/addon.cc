@@ -1,12 +1,12 @@
-// Thin node-addon-api layer over the native core. JS (src/native.ts, src/worker.ts) checks and
-// normalises every argument; this file takes plain values and returns >= 0 or a negative errno,
-// which src/errors.ts turns into Node-style errors.
+// Thin layer over the native core: node-addon-api, except the per-message data path (read, write,
+// writev), which is plain V8 callbacks. JS (src/native.ts, src/worker.ts) checks and normalises
+// every argument; this file takes plain values and returns >= 0 or a negative errno, which
+// src/errors.ts turns into Node-style errors.
 //
 // One Worker per JS environment (the main thread and each worker_threads thread): it owns a
 // vls_app, a uv_poll on the worker's eventfd (IO events: the hot path, one syscall to reset it and
 // no nested epoll), a uv_poll on the app's fd (control sockets), and calls JS once per batch of
-// events, passing a
-// reused Float64Array of records [type, events, handle, handle2, err] and, only when some event
+// events, passing a reused Float64Array of records [type, events, handle, handle2, err] and, only when some event
 // carries metadata (accept / connected), an array of Buffers.
 #include <napi.h>
 #include <uv.h>
@@ -30,8 +30,8 @@ namespace {
 
 constexpr int kBatch = 256;
 constexpr int kRec = 5;
-constexpr uint64_t kMinWindowNs = 2000;
-constexpr int kSpinsPerTurn = 4;  // queue checks per loop turn while polling  // an auto window shrunk below this is no window
+constexpr uint64_t kMinWindowNs = 2000;  // an auto window shrunk below this is no window
+constexpr int kSpinsPerTurn = 4;         // yields (each followed by a look) per loop turn while polling
 
 inline uint64_t ToHandle(const Napi::Value &v) {
   return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
@@ -189,20 +189,14 @@ class Worker : public Napi::ObjectWrap<Worker> {
   static void OnIdle(uv_idle_t *h) {
     Worker *w = static_cast<Worker *>(h->data);
     if (!w->app_) return;
-    if (vls_worker_has_work(vls_app_worker(w->app_))) {
-      w->Pump(VLS_APP_POLL_IO_ONLY);
-      return;
-    }
+    if (w->PumpIfWork()) return;
     if (uv_hrtime() - w->last_activity_ < w->window_ns_) {
       // Nothing yet: give the CPU to whoever else wants it (the peer itself, when both share a
       // CPU; with a CPU to ourselves this returns at once), and look again a few times before
       // letting the loop turn (each turn is a zero-timeout epoll_wait and the other phases).
       for (int k = 0; k < kSpinsPerTurn; k++) {
         sched_yield();
-        if (vls_worker_has_work(vls_app_worker(w->app_))) {
-          w->Pump(VLS_APP_POLL_IO_ONLY);
-          return;
-        }
+        if (w->PumpIfWork()) return;
       }
       return;
     }
@@ -212,6 +206,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
     uv_idle_stop(w->idle_);
     vls_worker_set_busy_poll(vls_app_worker(w->app_), 0);
     w->Pump(VLS_APP_POLL_IO_ONLY);  // announces sleep, with the re-check
+  }
+
+  // Events waiting in the queue (a look at shared memory, no syscall): hand them over.
+  bool PumpIfWork() {
+    if (!vls_worker_has_work(vls_app_worker(app_))) return false;
+    Pump(VLS_APP_POLL_IO_ONLY);
+    return true;
   }
 
   // Drain the app and hand the events to JS, one call per batch.
