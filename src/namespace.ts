@@ -102,9 +102,8 @@ function entryName(proto: Proto, address: string, port: number): string {
 
 /** A read of the registry directory and what is derived from it (see Registry.listing). */
 interface Listing {
-  /** The registry's generation counter when the names were read (-1: not available). */
+  /** The registry's generation counter when the names were read. */
   gen: number;
-  mtimeNs: number;
   names: Set<string>;
   /** Ports that appear in the names (entry names end in _<port>). */
   ports: Set<number>;
@@ -146,8 +145,7 @@ export class Registry {
   /**
    * The namespace's registry generation (ep.gen, mapped shared by every process in it): bumped
    * after every change to ep/, so a cached listing is current while the counter is unchanged -
-   * checked with a load from memory on every connect. Null where the file cannot be mapped (the
-   * directory's mtime is checked instead).
+   * checked with a load from memory on every connect. Null where the file cannot be mapped.
    */
   private gen: Int32Array | null | undefined;
   private generation(): Int32Array | null {
@@ -231,9 +229,9 @@ export class Registry {
     for (const a of candidates) {
       const name = entryName(proto, a, port);
       if (!names.has(name)) continue;
-      // An entry checked once stays valid while the directory is unchanged (publish renames into
-      // it, unpublish removes from it: both change its mtime) and its process lives; a worker that
-      // died since is refused by the connect itself (its control socket does not answer).
+      // An entry checked once stays valid while the registry is unchanged (publish and unpublish
+      // bump its generation) and its process lives; a worker that died since is refused by the
+      // connect itself (its control socket does not answer).
       const known = checked.get(name);
       if (known && pidAlive(known.pid)) {
         // An ipv6Only wildcard listener is not reached from IPv4, as in the kernel.
@@ -262,24 +260,17 @@ export class Registry {
    * The names in ep/, cached while the registry is unchanged, so that a connect to an endpoint
    * nobody published (the kernel path) costs a load of the generation counter, not a failed open
    * per candidate. The counter is read before the directory and bumped after each change to it,
-   * so a listing is never taken as newer than it is. Without the counter, the directory's mtime
-   * is checked instead (one stat); it ticks coarsely, so a listing younger than the tick is never
-   * trusted. With the names go what is derived from them: the ports they publish, and the entries
-   * found live since (an entry stays valid while the registry is unchanged and its process lives).
+   * so a listing is never taken as newer than it is. Where the counter cannot be mapped (a
+   * namespace directory we cannot write, where publishing fails as well) nothing is cached. With
+   * the names go what is derived from them: the ports they publish, and the entries found live
+   * since (an entry stays valid while the registry is unchanged and its process lives).
    */
   private cache: Listing | undefined;
   private listing(): Listing {
     const g = this.generation();
+    const gen = g ? Atomics.load(g, 0) : -1;
     const c = this.cache;
-    let gen = -1;
-    let mtimeNs = -1;
-    if (g) {
-      gen = Atomics.load(g, 0);
-      if (c && c.gen === gen) return c;
-    } else {
-      mtimeNs = this.native.mtimeNs(this.epDir);
-      if (c && c.mtimeNs === mtimeNs && mtimeNs >= 0 && Date.now() - mtimeNs / 1e6 > 100) return c;
-    }
+    if (g && c && c.gen === gen) return c;
     let names: Set<string>;
     try {
       names = new Set(fs.readdirSync(this.epDir));
@@ -291,7 +282,7 @@ export class Registry {
       const m = /_(\d+)$/.exec(n);
       if (m) ports.add(Number(m[1]));
     }
-    this.cache = { gen, mtimeNs, names, ports, checked: new Map() };
+    this.cache = { gen, names, ports, checked: new Map() };
     return this.cache;
   }
 

@@ -81,8 +81,6 @@ export interface NativeBinding {
   errName(negErrno: number): string;
   probe(sockPath: string): number;
   nsLock(dir: string): number;
-  /** Modification time of a path in ns since the epoch, or -errno. */
-  mtimeNs(path: string): number;
   nsUnlock(fd: number): void;
   /** An 8-byte ArrayBuffer over the start of a file, shared by every process that maps it; or
    * -errno. */

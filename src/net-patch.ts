@@ -106,8 +106,6 @@ function lookupAddress(dst: string): string {
 }
 
 function findEndpoint(worker: VlsWorker, address: string, port: number): EndpointEntry | undefined {
-  // The common miss (a port nobody published: the kernel path) ends at the port set.
-  if (!worker.registry.hasPort(port)) return undefined;
   return worker.registry.lookup('tcp', lookupAddress(effectiveDestination(address)), port);
 }
 

@@ -530,19 +530,10 @@ Napi::Value StatQuery(const Napi::CallbackInfo &info) {
   return Napi::String::New(info.Env(), buf.data(), static_cast<size_t>(rv));
 }
 
-// mtimeNs(path) -> modification time in ns (a double: exact to well under a microsecond), or
-// -errno. The registry's cache check on every connect: far cheaper than fs.statSync.
-Napi::Value MtimeNs(const Napi::CallbackInfo &info) {
-  struct stat st;
-  if (stat(info[0].As<Napi::String>().Utf8Value().c_str(), &st) < 0) return Napi::Number::New(info.Env(), -errno);
-  return Napi::Number::New(info.Env(), static_cast<double>(st.st_mtim.tv_sec) * 1e9 + static_cast<double>(st.st_mtim.tv_nsec));
-}
-
 // mapCounter(path) -> an 8-byte ArrayBuffer over the start of `path` (created, mode 0600, if
 // missing), shared with every process that maps it; or -errno. The registry's generation counter:
 // a publisher bumps it after changing the directory, and a connect compares it with the one its
-// cached listing was read at - a memory load where a stat of the directory cost a system call and
-// a path walk on every connect.
+// cached listing was read at: a load from memory on every connect.
 Napi::Value MapCounter(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
@@ -573,7 +564,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("errName", Napi::Function::New(env, ErrName));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("nsLock", Napi::Function::New(env, NsLock));
-  exports.Set("mtimeNs", Napi::Function::New(env, MtimeNs));
   exports.Set("mapCounter", Napi::Function::New(env, MapCounter));
   exports.Set("statQuery", Napi::Function::New(env, StatQuery));
   exports.Set("nsUnlock", Napi::Function::New(env, NsUnlock));
