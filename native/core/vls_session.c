@@ -119,21 +119,20 @@ static void vls__peer_release(vls_worker_t *w, uint32_t pid) {
   p->mq.efd = -1;
 }
 
-static void vls__send_fin(vls_worker_t *w, vls_session_t *s);
-
 void vls_worker_close_all(vls_worker_t *w) {
-  /* Close every live session as the kernel closes the sockets of a process that exits: FIN
-   * behind the queued bytes (the peer still maps the fifos and reads them after we are gone),
-   * or a reset when received data was left unread, or for a connection nobody accepted. The
-   * peer learns at once, not when it notices that we went. */
+  /* Close every live session as the kernel closes the sockets of a process that exits, with
+   * vls_close's rule: FIN behind the queued bytes (the peer still maps the fifos and reads them
+   * after we are gone), or a reset when received data was left unread. A connection nobody
+   * accepted, or one with an error pending, is reset. The peer learns at once, not when it
+   * notices that we went. */
   for (uint32_t i = 0; i < w->n_slots; i++) {
     vls_session_t *s = vls__slot(w, i);
     if (!s->gen || (s->flags & (VLS_SF_EPOLL | VLS_SF_LISTENER | VLS_SF_APP_GONE))) continue;
-    if (s->ct && s->state != VLS_SS_ACCEPTING && !(s->flags & VLS_SF_PEER_RESET) && !s->err &&
-        ((s->flags & VLS_SF_SHUT_RD) || vls_fifo_max_dequeue(&s->rx) == 0))
-      vls__send_fin(w, s);
+    uint64_t h = vls__session_handle(w, s);
+    if (s->ct && s->state != VLS_SS_ACCEPTING && !s->err)
+      vls_close(w, h);
     else
-      vls_reset(w, vls__session_handle(w, s));
+      vls_reset(w, h);
   }
 }
 
