@@ -28,7 +28,7 @@ import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
 
 import { errnoException } from './errors';
-import { attachSessionWriter, SessionHandle, type SockAddr } from './session-handle';
+import { installSessionWriter, SessionHandle, type SockAddr } from './session-handle';
 import type { EndpointEntry } from './namespace';
 import type { VlsListener, VlsSession, VlsWorker } from './worker';
 
@@ -369,7 +369,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       readableHighWaterMark: server.highWaterMark,
       writableHighWaterMark: server.highWaterMark,
     } as net.SocketConstructorOpts) as SocketX;
-    attachSessionWriter(socket, handle);
+    handle.attachSocket(socket);
     socket[kTransport] = 'published';
     server._connections++;
     socket.server = server;
@@ -553,7 +553,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     // net's initSocketHandle: a socket that was closed is usable again.
     (socket as unknown as { _undestroy(): void })._undestroy();
     socket._sockname = null;
-    attachSessionWriter(socket, handle);
+    handle.attachSocket(socket);
     socket[kTransport] = 'published';
     socket._unrefTimer();
     socket.connecting = true;
@@ -681,7 +681,9 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     });
   }
 
+  const uninstallWriter = installSessionWriter(net.Socket.prototype);
   return () => {
+    uninstallWriter();
     proto.connect = origConnect;
     net.Server.prototype.listen = origListen;
     net.Server.prototype.close = origClose;

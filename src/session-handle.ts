@@ -3,8 +3,9 @@
  * can sit on it: net.Socket calls readStart/readStop/shutdown/close/reset/getsockname/getpeername/
  * setNoDelay/setKeepAlive/ref/unref on its `_handle`, and reads bytesRead/bytesWritten from it.
  * Reading pushes into the socket directly (what Node's onStreamRead does for a real handle);
- * writing goes through the socket's own `_writeGeneric`, replaced per socket by
- * {@link attachSessionWriter}.
+ * writing goes through net.Socket's `_writeGeneric`, which {@link installSessionWriter} routes to
+ * the session for sockets on a SessionHandle. Whoever puts the handle under a socket tells it
+ * ({@link SessionHandle.attachSocket}).
  */
 import type { Socket } from 'node:net';
 
@@ -18,7 +19,6 @@ export interface SockAddr {
 }
 
 const READ_CHUNK = 64 * 1024;
-const kNetWrite = Symbol('vls.netWrite');
 /** Reads at least this large switch a session to a fresh buffer per read. */
 const BIG_READ = 16 * 1024;
 /**
@@ -41,6 +41,7 @@ type SocketInternals = Socket & {
   _pendingEncoding: string;
   _writeGeneric(writev: boolean, data: unknown, encoding: BufferEncoding, cb: (err?: Error) => void): void;
   _handle: unknown;
+  resetAndDestroy(): Socket;
 };
 
 export class SessionHandle {
@@ -67,6 +68,11 @@ export class SessionHandle {
     this.local = local;
     this.remote = remote;
     if (session) this.bind(session);
+  }
+
+  /** The net.Socket this handle sits under (reads are pushed into it). */
+  attachSocket(socket: Socket): void {
+    this.socket = socket as SocketInternals;
   }
 
   /** Attach the session (at once for accepted sockets, on 'connect' for outgoing ones). */
@@ -242,73 +248,88 @@ export class SessionHandle {
 }
 
 /**
- * Replace the socket's write path with one that writes into the session: what fits goes in at
- * once; the rest waits for 'writable'; the callback runs when every byte is in the fifo (so the
- * Writable's own buffering gives write() === false and 'drain' exactly as over TCP).
+ * net.Socket's write path and resetAndDestroy, for every socket: a socket on a SessionHandle writes
+ * into its session - what fits goes in at once; the rest waits for 'writable'; the callback runs
+ * when every byte is in the fifo (so the Writable's own buffering gives write() === false and
+ * 'drain' exactly as over TCP) - and any other goes to net. Installed once on the prototype, so a
+ * connection adds no closures or properties to its socket (and a socket connected again after a
+ * close needs no bookkeeping). Returns the uninstaller.
  */
-export function attachSessionWriter(socket: Socket, handle: SessionHandle): void {
-  const sock = socket as SocketInternals;
-  handle.socket = sock;
-  // net's resetAndDestroy insists on a TCP handle; this one is TCP's stand-in, so do the same
-  // (wait for the connection, then destroy with a reset).
-  sock.resetAndDestroy = function vlsResetAndDestroy(this: SocketInternals) {
-    if (!this._handle) {
-      this.destroy(socketClosed());
-    } else {
-      const reset = (): void => {
-        (this as unknown as { resetAndClosing: boolean }).resetAndClosing = true;
-        this.destroy();
-      };
-      if (this.connecting) this.once('connect', reset);
-      else reset();
+export function installSessionWriter(proto: Socket): () => void {
+  const p = proto as SocketInternals;
+  const netWriteGeneric = p._writeGeneric;
+  const netResetAndDestroy = p.resetAndDestroy;
+  p._writeGeneric = function vlsWriteGeneric(this: SocketInternals, writev, data, encoding, cb): void {
+    const handle = this._handle;
+    // Not ours, or still connecting: net defers the write until 'connect' and re-enters here.
+    if (!(handle instanceof SessionHandle) || this.connecting) {
+      netWriteGeneric.call(this, writev, data, encoding, cb);
+      return;
     }
+    sessionWrite(this, handle, writev, data, encoding, cb);
+  };
+  // net's resetAndDestroy insists on a TCP handle; a SessionHandle is TCP's stand-in, so do the
+  // same (wait for the connection, then destroy with a reset).
+  p.resetAndDestroy = function vlsResetAndDestroy(this: SocketInternals): SocketInternals {
+    if (!(this._handle instanceof SessionHandle)) return netResetAndDestroy.call(this) as SocketInternals;
+    const reset = (): void => {
+      (this as unknown as { resetAndClosing: boolean }).resetAndClosing = true;
+      this.destroy();
+    };
+    if (this.connecting) this.once('connect', reset);
+    else reset();
     return this;
   };
-  // net's own write path (not an earlier session's: a socket can be connected again after close).
-  const original = (sock as { [kNetWrite]?: SocketInternals['_writeGeneric'] })[kNetWrite] ?? sock._writeGeneric;
-  (sock as { [kNetWrite]?: SocketInternals['_writeGeneric'] })[kNetWrite] = original;
-  sock._writeGeneric = function vlsWriteGeneric(writev, data, encoding, cb): void {
-    if (this.connecting || this._handle !== handle) {
-      // Defer like net does (it re-enters _writeGeneric after 'connect'), or a kernel handle.
-      original.call(this, writev, data, encoding, cb);
-      return;
-    }
-    this._pendingData = null;
-    this._pendingEncoding = '';
-    const session = handle.session;
-    if (!session || this.destroyed) {
-      cb(socketClosed());
-      return;
-    }
-    this._unrefTimer();
-    // Bytes count as written once handed to the session, as with a kernel handle's write
-    // request (the part still waiting for room included).
-    if (!writev) {
-      // The common case, one buffer that fits: one native call, nothing allocated.
-      const b = typeof data === 'string' ? Buffer.from(data, encoding) : (data as Buffer);
-      handle.bytesWritten += b.length;
-      let n: number;
-      try {
-        n = session.write(b, 0, b.length);
-      } catch (e) {
-        cb(e as Error);
-        return;
-      }
-      if (n === b.length) cb();
-      else writeRest(handle, session, [b.subarray(n)], b.length - n, cb);
-      return;
-    }
-    const bufs: Buffer[] = [];
-    let queued = 0;
-    const list = data as ({ chunk: Buffer | string; encoding: BufferEncoding } | Buffer)[];
-    for (const el of list) {
-      const b = Buffer.isBuffer(el) ? el : typeof el.chunk === 'string' ? Buffer.from(el.chunk, el.encoding) : el.chunk;
-      bufs.push(b);
-      queued += b.length;
-    }
-    handle.bytesWritten += queued;
-    writeRest(handle, session, bufs, queued, cb);
+  return () => {
+    p._writeGeneric = netWriteGeneric;
+    p.resetAndDestroy = netResetAndDestroy;
   };
+}
+
+/** A write on a connected socket whose handle is a SessionHandle. */
+function sessionWrite(
+  sock: SocketInternals,
+  handle: SessionHandle,
+  writev: boolean,
+  data: unknown,
+  encoding: BufferEncoding,
+  cb: (err?: Error) => void,
+): void {
+  sock._pendingData = null;
+  sock._pendingEncoding = '';
+  const session = handle.session;
+  if (!session || sock.destroyed) {
+    cb(socketClosed());
+    return;
+  }
+  sock._unrefTimer();
+  // Bytes count as written once handed to the session, as with a kernel handle's write request
+  // (the part still waiting for room included).
+  if (!writev) {
+    // The common case, one buffer that fits: one native call, nothing allocated.
+    const b = typeof data === 'string' ? Buffer.from(data, encoding) : (data as Buffer);
+    handle.bytesWritten += b.length;
+    let n: number;
+    try {
+      n = session.write(b, 0, b.length);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    if (n === b.length) cb();
+    else writeRest(handle, session, [b.subarray(n)], b.length - n, cb);
+    return;
+  }
+  const bufs: Buffer[] = [];
+  let queued = 0;
+  const list = data as ({ chunk: Buffer | string; encoding: BufferEncoding } | Buffer)[];
+  for (const el of list) {
+    const b = Buffer.isBuffer(el) ? el : typeof el.chunk === 'string' ? Buffer.from(el.chunk, el.encoding) : el.chunk;
+    bufs.push(b);
+    queued += b.length;
+  }
+  handle.bytesWritten += queued;
+  writeRest(handle, session, bufs, queued, cb);
 }
 
 /**
