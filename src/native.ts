@@ -59,7 +59,9 @@ export interface NativeWorker {
   ): number;
   detach(): void;
   listen(backlog: number, tag: number): number;
-  connect(peerSock: string, listenerHandle: number, tag: number, meta: Buffer): number;
+  /** Handle or -errno; out[0] becomes 1 when the session is connected now, 0 when a CONNECTED
+   * (or CONNECT_FAILED) event will tell. */
+  connect(peerSock: string, listenerHandle: number, tag: number, meta: Buffer, out: Float64Array): number;
   write(h: number, buf: Uint8Array, offset: number, length: number): number;
   writev(h: number, bufs: Uint8Array[], allOrNothing: boolean): number;
   read(h: number, buf: Uint8Array, offset: number, length: number): number;

@@ -218,6 +218,8 @@ export class VlsWorker {
   readonly native: NativeWorker;
   private readonly sessions = new Map<number, VlsSession>();
   private readonly listeners = new Map<number, VlsListener>();
+  /** connect()'s second answer: whether the session is connected now. */
+  private readonly connectOut = new Float64Array(1);
   private refs = 0;
   private detached = false;
 
@@ -362,7 +364,14 @@ export class VlsWorker {
   /**
    * Start a cut-through connection to a published endpoint. Returns undefined when nobody in the
    * namespace published it (the caller uses the kernel). The session emits 'connect', or 'error'
-   * (ECONNREFUSED when the listener went away meanwhile) then 'close'.
+   * then 'close' (ECONNREFUSED: the publishing worker is gone; EACCES: its secret differs).
+   *
+   * To a listener that accepted from this worker before, the session is connected at once, as a
+   * loopback TCP connect completes inside connect(): 'connect' comes on this turn of the loop (its
+   * check phase), and bytes written from then on reach the acceptor when it takes the connection.
+   * If that listener closed meanwhile, the session is then reset (a read throws ECONNRESET), as by
+   * a kernel listener that closes with connections it did not accept. A connect to a listener not
+   * known yet waits for its answer.
    */
   connect(opts: ConnectOptions): VlsSession | undefined {
     if (this.detached) throw new VlsError('ERR_VLS_DETACHED', 'node-vls: worker is detached');
@@ -371,10 +380,16 @@ export class VlsWorker {
     if (meta.length > 128) throw new RangeError('meta must be at most 128 bytes');
     const e = opts.entry ?? this.registry.lookup(opts.proto ?? 'tcp', opts.address, opts.port);
     if (!e) return undefined;
-    const ch = this.native.connect(e.sock, e.lh, endpointTag(e.proto, e.port), meta);
+    const out = this.connectOut;
+    const ch = this.native.connect(e.sock, e.lh, endpointTag(e.proto, e.port), meta, out);
     if (ch < 0) throw errnoException(ch, 'connect', opts.address, opts.port);
-    const s = new VlsSession(this, ch, 'connecting');
+    const now = out[0] === 1;
+    const s = new VlsSession(this, ch, now ? 'open' : 'connecting');
     this.track(s);
+    if (now)
+      setImmediate(() => {
+        if (s.status === 'open') s.emit('connect');
+      });
     return s;
   }
 

@@ -311,14 +311,19 @@ class Worker : public Napi::ObjectWrap<Worker> {
     return Napi::Number::New(info.Env(), rv < 0 ? rv : static_cast<double>(lh));
   }
 
-  // connect(peerSockPath, listenerHandle, tag, meta: Buffer) -> handle or -errno
+  // connect(peerSockPath, listenerHandle, tag, meta: Buffer, out: Float64Array) -> handle or
+  // -errno; out[0] = 1 when the session is connected now (no CONNECTED event follows), 0 when it
+  // waits for the first hello exchange with that worker.
   Napi::Value Connect(const Napi::CallbackInfo &info) {
     if (!app_) return Napi::Number::New(info.Env(), -EBADF);
     std::string path = info[0].As<Napi::String>().Utf8Value();
     auto meta = info[3].As<Napi::Buffer<uint8_t>>();
+    auto out = info[4].As<Napi::Float64Array>();
+    if (out.ElementLength() < 1) return Napi::Number::New(info.Env(), -EINVAL);
     uint64_t ch = 0;
     int rv = vls_app_connect(app_, path.c_str(), ToHandle(info[1]), ToHandle(info[2]), meta.Data(),
                              static_cast<uint32_t>(meta.Length()), &ch);
+    out[0] = rv == 1 ? 1 : 0;
     return Napi::Number::New(info.Env(), rv < 0 ? rv : static_cast<double>(ch));
   }
 

@@ -13,16 +13,20 @@
 #include "vls_session_internal.h"
 
 #define VLS_CTRL_MAGIC 0x4c544356u /* "VCTL" */
-#define VLS_CTRL_VERSION 1
+#define VLS_CTRL_VERSION 2
 
 #define VLS_CTRL_TYPES(X)                                                                          \
   X(HELLO)       /* a: mq offset; fds: segment, eventfd; secret */                                  \
   X(HELLO_ACK)   /* a: mq offset; fds: segment, eventfd */                                          \
   X(HELLO_NAK)   /* err */                                                                          \
-  X(CONNECT)     /* a: connector's session, b: listener handle, c: endpoint tag; meta */                             \
-  X(CONNECT_OK)  /* a: connector's session, b: acceptor's session, c: ct offset; meta; [fd] */      \
-  X(CONNECT_ERR) /* a: connector's session; err */                                                 \
+  X(CONNECT)     /* a: connector's session, b: listener, c: endpoint tag, d: ct offset; meta; [fd]; \
+                    flags: VLS_CONNECT_ANSWER (reply CONNECT_OK) */                                \
+  X(CONNECT_OK)  /* a, b, c, d: as in the CONNECT */                                               \
+  X(CONNECT_ERR) /* a, b, c, d: as in the CONNECT; err */                                          \
   X(STAT_REQ)    /* from `vls stat` (no hello): answer with a JSON snapshot, then hang up */
+
+/* The connector waits for the answer: the listener has not accepted one of its connects yet. */
+#define VLS_CONNECT_ANSWER 1u
 
 enum {
   VLS_CTRL_NONE = 0,
@@ -38,7 +42,9 @@ typedef struct vls_ctrl_msg {
   uint16_t type;
   uint32_t wrk_index;
   int32_t err;
-  uint64_t a, b, c;
+  uint32_t flags;
+  uint32_t reserved;
+  uint64_t a, b, c, d;
   uint8_t secret[VLS_SECRET_LEN];
   uint16_t meta_len;
   uint8_t meta[VLS_META_MAX];
@@ -50,21 +56,36 @@ typedef struct vls_ctrl_out {
   int n_fds;
 } vls_ctrl_out_t;
 
+#define VLS_KNOWN_MAX 16
+
 typedef struct vls_ctrl_conn {
   int fd; /* -1: free slot */
   uint32_t peer_id; /* 0 until the hello exchange is done */
   uint32_t peer_wrk;
   int acceptor;      /* the other side connected to us */
-  int ct_fd_sent;    /* our ct segment fd went to the peer already */
+  int ct_fd_sent;    /* our ct segment fd went to the peer already (with a CONNECT) */
   uint32_t serial;   /* tells a stat reply's connection from a later one in the same slot */
+  /* Listeners of the peer that accepted a connect of ours on this connection (listener handle,
+   * endpoint tag): a connect to one of them is made at once. A refusal takes it out. */
+  struct vls_known {
+    uint64_t lh, tag;
+  } known[VLS_KNOWN_MAX];
+  uint32_t n_known, next_known;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   vls_ctrl_out_t *outq;
   uint32_t n_out, cap_out;
 } vls_ctrl_conn_t;
 
+/* A connect waiting for its control connection's hello exchange (not sent yet), or for the
+ * listener's answer (sent). */
 typedef struct vls_pending {
   uint64_t ch;
   uint32_t conn;
+  uint64_t lh, tag;
+  uint64_t ct_off;
+  int sent;
+  uint16_t meta_len;
+  uint8_t meta[VLS_META_MAX];
 } vls_pending_t;
 
 struct vls_app {
@@ -335,12 +356,16 @@ static int vls__flush(vls_app_t *app, uint32_t ci) {
   return rv == -EAGAIN ? 0 : rv;
 }
 
+/* The connects waiting on control connection ci fail with err. One that was sent has its pair
+ * made: the peer's going down resets it (vls_worker_peer_down), and its application hears of the
+ * failure here. */
 static void vls__fail_pending(vls_app_t *app, uint32_t ci, int err) {
   for (uint32_t i = 0; i < app->n_pending;) {
     if (app->pending[i].conn == ci) {
       uint64_t ch = app->pending[i].ch;
+      int sent = app->pending[i].sent;
       app->pending[i] = app->pending[--app->n_pending];
-      if (vls_connect_fail(app->w, ch, err) == 0) {
+      if (sent || vls_connect_fail(app->w, ch, err) == 0) {
         vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = ch, .err = err};
         vls__evq_push(app, &e);
       }
@@ -392,75 +417,164 @@ static int vls__conn_add_peer(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t 
   return 0;
 }
 
-static void vls__on_connect(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m) {
+static void vls__on_connect(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m, int *fds,
+                            int n_fds) {
   vls_ctrl_conn_t *c = &app->conns[ci];
-  vls_ctrl_msg_t r;
-  uint64_t ct_off = 0, sh = 0;
+  /* The first CONNECT on a connection brings the connector's segment for our sessions with it. */
+  if (n_fds == 1 && vls_peer_attach_ct_segment(app->w, c->peer_id, fds[0]) == 0) fds[0] = -1;
+  uint64_t sh = 0;
   vls_session_info_t li;
   int rv = vls_session_info(app->w, m->b, &li);
   if (rv == 0 && (!(li.flags & VLS_SF_LISTENER) || li.opaque != m->c || m->c == 0)) rv = -EINVAL;
-  if (rv == 0) rv = vls_accept_ct(app->w, m->b, c->peer_id, m->a, &ct_off, &sh);
+  if (rv == 0) rv = vls_accept_ct(app->w, m->b, c->peer_id, m->a, m->d, &sh);
   if (rv == 0) rv = vls_accept(app->w, m->b, &sh);
   if (rv < 0) {
-    /* No such listener (closed, or a stale handle): refused, as the kernel answers a SYN. */
+    /* No such listener (closed, or a stale handle): refused, as the kernel answers a SYN. The
+     * connector, connected already, takes it as a reset and frees the pair. */
     app->st.ctrl_refused++;
+    vls_ctrl_msg_t r;
     vls__msg_init(app, &r, VLS_CTRL_CONNECT_ERR);
     r.a = m->a;
+    r.b = m->b;
+    r.c = m->c;
+    r.d = m->d;
     r.err = (rv == -EBADF || rv == -EINVAL) ? -ECONNREFUSED : rv;
     vls__send(app, ci, &r, NULL, 0);
     return;
   }
   vls_epoll_event_t ev = {.events = VLS_APP_IO_EVENTS, .data = sh};
   vls_epoll_ctl(app->w, app->ep, VLS_EPOLL_CTL_ADD, sh, &ev);
-  vls__msg_init(app, &r, VLS_CTRL_CONNECT_OK);
-  r.a = m->a;
-  r.b = sh;
-  r.c = ct_off;
-  int fd = -1, n_fds = 0;
-  if (!c->ct_fd_sent) {
-    fd = vls_peer_ct_segment_fd(app->w, c->peer_id);
-    if (fd >= 0) n_fds = 1;
+  if (m->flags & VLS_CONNECT_ANSWER) {
+    vls_ctrl_msg_t r;
+    vls__msg_init(app, &r, VLS_CTRL_CONNECT_OK);
+    r.a = m->a;
+    r.b = m->b;
+    r.c = m->c;
+    r.d = m->d;
+    vls__send(app, ci, &r, NULL, 0);
   }
-  if (vls__send(app, ci, &r, &fd, n_fds) < 0) {
-    vls_reset(app->w, sh);
-    return;
-  }
-  if (n_fds) c->ct_fd_sent = 1;
   vls_app_evt_t e = {.type = VLS_AE_ACCEPT, .handle = m->b, .handle2 = sh};
   e.meta_len = m->meta_len;
   memcpy(e.meta, m->meta, m->meta_len);
   vls__evq_push(app, &e);
 }
 
-static int vls__take_pending(vls_app_t *app, uint32_t ci, uint64_t ch) {
+static int vls__known(const vls_ctrl_conn_t *c, uint64_t lh, uint64_t tag) {
+  for (uint32_t i = 0; i < c->n_known; i++)
+    if (c->known[i].lh == lh && c->known[i].tag == tag) return (int)i;
+  return -1;
+}
+
+static void vls__known_add(vls_ctrl_conn_t *c, uint64_t lh, uint64_t tag) {
+  if (vls__known(c, lh, tag) >= 0) return;
+  if (c->n_known < VLS_KNOWN_MAX) {
+    c->known[c->n_known++] = (struct vls_known){lh, tag};
+  } else {
+    c->known[c->next_known] = (struct vls_known){lh, tag};
+    c->next_known = (c->next_known + 1) % VLS_KNOWN_MAX;
+  }
+}
+
+static void vls__known_forget(vls_ctrl_conn_t *c, uint64_t lh, uint64_t tag) {
+  int i = vls__known(c, lh, tag);
+  if (i >= 0) c->known[i] = c->known[--c->n_known];
+}
+
+static int vls__pending_find(vls_app_t *app, uint32_t ci, uint64_t ch) {
   for (uint32_t i = 0; i < app->n_pending; i++)
-    if (app->pending[i].conn == ci && app->pending[i].ch == ch) {
-      app->pending[i] = app->pending[--app->n_pending];
-      return 1;
-    }
+    if (app->pending[i].conn == ci && app->pending[i].ch == ch) return (int)i;
+  return -1;
+}
+
+/* Connect over a control connection whose hello is done: make the pair and tell the acceptor
+ * (asking for an answer when `answer`). The session is connected in the core from now on; a
+ * connect that waits for the answer is reported to the application when it comes. On failure
+ * the session is left failed with the error. */
+static int vls__connect_now(vls_app_t *app, uint32_t ci, uint64_t ch, uint64_t lh, uint64_t tag,
+                            const void *meta, uint32_t meta_len, int answer, uint64_t *ct_out) {
+  vls_ctrl_conn_t *c = &app->conns[ci];
+  uint64_t ct_off = 0;
+  int rv = vls_connect_ct(app->w, ch, c->peer_id, &ct_off);
+  if (rv < 0) {
+    vls_connect_fail(app->w, ch, rv);
+    return rv;
+  }
+  vls_epoll_event_t ev = {.events = VLS_APP_IO_EVENTS, .data = ch};
+  vls_epoll_ctl(app->w, app->ep, VLS_EPOLL_CTL_ADD, ch, &ev);
+  vls_ctrl_msg_t m;
+  vls__msg_init(app, &m, VLS_CTRL_CONNECT);
+  m.a = ch;
+  m.b = lh;
+  m.c = tag;
+  m.d = ct_off;
+  m.flags = answer ? VLS_CONNECT_ANSWER : 0;
+  m.meta_len = (uint16_t)meta_len;
+  if (meta_len) memcpy(m.meta, meta, meta_len);
+  int fd = -1, n_fds = 0;
+  if (!c->ct_fd_sent) {
+    fd = vls_peer_ct_segment_fd(app->w, c->peer_id);
+    if (fd < 0) rv = fd;
+    else n_fds = 1;
+  }
+  if (rv == 0) rv = vls__send(app, ci, &m, &fd, n_fds);
+  if (rv < 0) {
+    /* The acceptor will never hear of it: refused. */
+    vls_connect_refused(app->w, ch, c->peer_id, ct_off, -ECONNREFUSED);
+    return -ECONNREFUSED;
+  }
+  if (n_fds) c->ct_fd_sent = 1;
+  *ct_out = ct_off;
   return 0;
 }
 
-static void vls__on_connect_ok(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m, int *fds,
-                               int n_fds) {
+/* The hello exchange is done: the connects that waited for it go out, and wait for their answer. */
+static void vls__run_pending(vls_app_t *app, uint32_t ci) {
+  for (uint32_t i = 0; i < app->n_pending;) {
+    vls_pending_t *p = &app->pending[i];
+    if (p->conn != ci || p->sent) {
+      i++;
+      continue;
+    }
+    int rv = vls__connect_now(app, ci, p->ch, p->lh, p->tag, p->meta, p->meta_len, 1, &p->ct_off);
+    if (rv == 0) {
+      p->sent = 1;
+      i++;
+      continue;
+    }
+    vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = p->ch, .err = rv};
+    app->pending[i] = app->pending[--app->n_pending];
+    vls__evq_push(app, &e);
+  }
+}
+
+/* The listener accepted a connect that waited for its answer: connected. It is known now. */
+static void vls__on_connect_ok(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m) {
+  vls__known_add(&app->conns[ci], m->b, m->c);
+  int i = vls__pending_find(app, ci, m->a);
+  if (i < 0 || !app->pending[i].sent) return; /* the application closed it meanwhile */
+  app->pending[i] = app->pending[--app->n_pending];
+  vls_app_evt_t e = {.type = VLS_AE_CONNECTED, .handle = m->a};
+  vls__evq_push(app, &e);
+}
+
+/* The listener refused (it closed meanwhile, or a stale registry entry named it). A connect that
+ * waited for the answer fails with ECONNREFUSED, as against a kernel port nobody listens on; one
+ * made at once (the listener was known) was connected already, and to it this is a reset, the
+ * kernel's answer when a listener closes with connections it did not accept. Either way the pair
+ * is freed, even if the session is gone. */
+static void vls__on_connect_err(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m) {
   vls_ctrl_conn_t *c = &app->conns[ci];
-  if (!vls__take_pending(app, ci, m->a)) return; /* the app closed it meanwhile */
-  if (n_fds == 1 && vls_peer_attach_ct_segment(app->w, c->peer_id, fds[0]) == 0) fds[0] = -1;
-  int rv = vls_connect_finish(app->w, m->a, c->peer_id, m->c, m->b);
-  if (rv < 0) {
-    /* A pair the peer already corrupted: to us the connection was reset. */
-    int err = rv == -EPROTO ? -ECONNRESET : rv;
-    vls_connect_fail(app->w, m->a, err);
+  vls__known_forget(c, m->b, m->c);
+  int i = vls__pending_find(app, ci, m->a);
+  if (i >= 0 && app->pending[i].sent) {
+    app->pending[i] = app->pending[--app->n_pending];
+    int err = m->err < 0 && m->err > -4096 ? m->err : -ECONNREFUSED;
+    vls_connect_refused(app->w, m->a, c->peer_id, m->d, err);
     vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = m->a, .err = err};
     vls__evq_push(app, &e);
     return;
   }
-  vls_epoll_event_t ev = {.events = VLS_APP_IO_EVENTS, .data = m->a};
-  vls_epoll_ctl(app->w, app->ep, VLS_EPOLL_CTL_ADD, m->a, &ev);
-  vls_app_evt_t e = {.type = VLS_AE_CONNECTED, .handle = m->a};
-  e.meta_len = m->meta_len;
-  memcpy(e.meta, m->meta, m->meta_len);
-  vls__evq_push(app, &e);
+  vls_connect_refused(app->w, m->a, c->peer_id, m->d, -ECONNRESET);
 }
 
 /* One checked message. Returns < 0 when the connection must be closed. */
@@ -499,28 +613,25 @@ static int vls__on_msg(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m, int
     int hf[2];
     return vls__send(app, ci, &r, hf, vls__hello_fds(app, hf));
   }
-  case VLS_CTRL_HELLO_ACK:
+  case VLS_CTRL_HELLO_ACK: {
     if (c->acceptor) return -EPROTO;
-    return vls__conn_add_peer(app, ci, m, fds, n_fds);
+    int rv = vls__conn_add_peer(app, ci, m, fds, n_fds);
+    if (rv == 0) vls__run_pending(app, ci);
+    return rv;
+  }
   case VLS_CTRL_HELLO_NAK:
     return m->err < 0 && m->err > -4096 ? m->err : -EACCES;
   case VLS_CTRL_CONNECT:
     if (!c->acceptor) return -EPROTO;
-    vls__on_connect(app, ci, m);
+    vls__on_connect(app, ci, m, fds, n_fds);
     return 0;
   case VLS_CTRL_CONNECT_OK:
     if (c->acceptor) return -EPROTO;
-    vls__on_connect_ok(app, ci, m, fds, n_fds);
+    vls__on_connect_ok(app, ci, m);
     return 0;
   case VLS_CTRL_CONNECT_ERR:
     if (c->acceptor) return -EPROTO;
-    if (vls__take_pending(app, ci, m->a)) {
-      int err = m->err < 0 && m->err > -4096 ? m->err : -ECONNREFUSED;
-      if (vls_connect_fail(app->w, m->a, err) == 0) {
-        vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = m->a, .err = err};
-        vls__evq_push(app, &e);
-      }
-    }
+    vls__on_connect_err(app, ci, m);
     return 0;
   }
   return -EPROTO;
@@ -643,20 +754,31 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t
     app->cap_pending = n;
   }
   if ((rv = vls_connect_start(app->w, ch)) < 0) return rv;
-  vls_ctrl_msg_t m;
-  vls__msg_init(app, &m, VLS_CTRL_CONNECT);
-  m.a = *ch;
-  m.b = lh;
-  m.c = tag;
-  m.meta_len = (uint16_t)meta_len;
-  if (meta_len) memcpy(m.meta, meta, meta_len);
-  app->pending[app->n_pending++] = (vls_pending_t){*ch, ci};
-  if ((rv = vls__send(app, ci, &m, NULL, 0)) < 0) {
-    /* The other side hung up already: read why first (a HELLO_NAK says EACCES), then take the
-     * connection down; either way this connect fails through a CONNECT_FAILED event. */
-    vls__conn_readable(app, ci);
-    if (app->conns[ci].fd >= 0) vls__conn_down(app, ci, -ECONNREFUSED);
+  vls_ctrl_conn_t *c = &app->conns[ci];
+  uint64_t ct_off = 0;
+  int known = c->peer_id && vls__known(c, lh, tag) >= 0;
+  if (c->peer_id) {
+    /* A control connection to a live peer: the pair is made and the CONNECT goes out now. To a
+     * listener that accepted from us before, the session is connected at once; to another one it
+     * waits for the answer (so that a stale registry entry is refused, and the connect falls back
+     * to the kernel). */
+    if ((rv = vls__connect_now(app, ci, *ch, lh, tag, meta, meta_len, !known, &ct_off)) < 0) {
+      vls_close(app->w, *ch);
+      return rv;
+    }
+    if (known) return 1;
   }
+  /* Otherwise the connect waits: for the answer, or first for the hello exchange of a new control
+   * connection (a worker that does not answer, or refuses our secret, fails it). */
+  vls_pending_t *p = &app->pending[app->n_pending++];
+  p->ch = *ch;
+  p->conn = ci;
+  p->lh = lh;
+  p->tag = tag;
+  p->ct_off = ct_off;
+  p->sent = c->peer_id != 0;
+  p->meta_len = (uint16_t)meta_len;
+  if (meta_len) memcpy(p->meta, meta, meta_len);
   return 0;
 }
 

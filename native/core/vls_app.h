@@ -9,13 +9,25 @@
  * Cut-through connect, as it crosses the control channel:
  *
  *   connector                                  acceptor
- *   vls_app_connect(path, lh, meta)
+ *   vls_app_connect(path, lh, meta), first to this peer:
  *     HELLO {index, secret, mq_off} + [segment fd, eventfd]  -->  add peer
- *     CONNECT {ch, lh, meta}                                 -->  vls_accept_ct + vls_accept
+ *   add peer                    <-- HELLO_ACK + [segment fd, eventfd]   (or HELLO_NAK: EACCES)
+ *   then (and at once for every later connect to this peer):
+ *   vls_connect_ct: the pair, in our segment for this peer
+ *     CONNECT {ch, lh, tag, ct_off, meta} [+ ct segment fd, once]  -->  attach the segment,
+ *                                                                 vls_accept_ct + vls_accept
  *                                                                 app event ACCEPT(lh, sh, meta)
- *   add peer                    <-- HELLO_ACK + [segment fd, eventfd]
- *   attach ct segment, finish   <-- CONNECT_OK {ch, sh, ct_off, meta} [+ ct segment fd, once]
- *   app event CONNECTED(ch, meta)   (or CONNECT_FAILED(ch, err) after CONNECT_ERR)
+ *   app event CONNECTED(ch)      <-- CONNECT_OK (only when asked: the listener is not known)
+ *   app event CONNECT_FAILED(ch) <-- CONNECT_ERR {err}  (no such listener)
+ *
+ * A listener that accepted one of our connects on this control connection is known, and a connect
+ * to it needs no answer: as with a loopback TCP connect, which the kernel completes inside
+ * connect(), vls_app_connect returns it connected and its first bytes go out before the
+ * acceptor's process has run. The acceptor's handle, which the connector's events must name, is
+ * in the pair (vls_accept_ct). A known listener that refuses (it closed meanwhile) resets the
+ * connection made, as a kernel listener that closes with connections it did not accept; it is not
+ * known any more. A listener not known is waited for, so a stale registry entry is refused before
+ * the application sees a connection (and the caller can go to the kernel instead).
  *
  * The control connection's hang-up is how a peer learns that the other side died: every session
  * with that peer is reset. A malformed message closes the connection it came on (that peer's
@@ -44,7 +56,7 @@ typedef struct vls_app_cfg {
 
 #define VLS_APP_EVTS(X)                                                                            \
   X(ACCEPT)         /* handle: listener, handle2: new session, meta: the connector's */             \
-  X(CONNECTED)      /* handle: session, meta: the acceptor's */                                     \
+  X(CONNECTED)      /* handle: session (a connect that waited for a hello) */                       \
   X(CONNECT_FAILED) /* handle: session, err */                                                      \
   X(IO)             /* handle: session, events: EPOLL bits (edge-triggered) */                      \
   X(PEER_DOWN)      /* handle: peer worker index, err: why */                                     \
@@ -87,9 +99,11 @@ int vls_app_fd(const vls_app_t *app);
 /* Is a control socket alive? 0: a worker answers; -ECONNREFUSED / -ENOENT: stale or absent. */
 int vls_app_probe(const char *sock_path);
 
-/* Start a cut-through connect to listener `lh` of the worker at `peer_sock`. Returns 0 and the new
- * session handle; the outcome arrives as CONNECTED or CONNECT_FAILED. Fails at once with
- * -ECONNREFUSED when nobody answers at that path. */
+/* Cut-through connect to listener `lh` of the worker at `peer_sock`, with the new session handle in
+ * *ch. Returns 1 when the session is connected now (a listener known on a live control
+ * connection; no event follows), 0 when the outcome arrives as CONNECTED or CONNECT_FAILED (the
+ * first connect to that listener, or to that worker). Fails at once with -ECONNREFUSED when
+ * nobody answers at that path. */
 int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t tag,
                     const void *meta, uint32_t meta_len, uint64_t *ch);
 /* Do pending work and collect events (at most max). Never blocks. */

@@ -295,6 +295,20 @@ static int vls__post(vls_worker_t *w, uint32_t pid, uint16_t type, uint64_t hand
   return rv;
 }
 
+/* Post an event to the other end of session s. A connector learns the acceptor's handle from the
+ * pair, where the acceptor stores it when it attaches; until then there is nobody to post to, and
+ * the acceptor reads what happened off the pair when it attaches (vls__accept_catch_up). The
+ * fence pairs with the one there: either we see the handle, or the acceptor sees what we did. */
+static void vls__post_peer(vls_worker_t *w, vls_session_t *s, uint16_t type) {
+  if (VLS_UNLIKELY(s->peer_handle == 0)) {
+    if (!s->ct) return;
+    atomic_thread_fence(memory_order_seq_cst);
+    s->peer_handle = atomic_load(&s->ct->acceptor_handle);
+    if (s->peer_handle == 0) return;
+  }
+  vls__post(w, s->peer, type, s->peer_handle, 0);
+}
+
 static void vls__flush_deferred(vls_worker_t *w) {
   for (uint32_t i = 0; i < w->n_peers; i++) {
     vls_peer_t *p = &w->peers[i];
@@ -531,15 +545,97 @@ int vls_connect_start(vls_worker_t *w, uint64_t *ch) {
   int rv = vls__session_alloc(w, &s);
   if (rv == 0) {
     s->state = VLS_SS_CONNECTING;
-    s->side = 1;
     *ch = vls__session_handle(w, s);
   }
   vls__wunlock(w);
   return rv;
 }
 
+static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err);
+
+/* A new fifo pair in seg: the shared record, then the two fifos. */
+static int64_t vls__ct_alloc_pair(vls_worker_t *w, vls_segment_t *seg) {
+  int64_t ct_off = vls_segment_alloc(seg, sizeof(vls_ct_shared_t));
+  if (ct_off < 0) return ct_off;
+  int64_t f0 = vls_fifo_create(seg, w->fifo_size);
+  int64_t f1 = f0 < 0 ? f0 : vls_fifo_create(seg, w->fifo_size);
+  if (f1 < 0) {
+    if (f0 >= 0) vls_fifo_destroy(seg, (uint64_t)f0);
+    vls_segment_free(seg, (uint64_t)ct_off);
+    return f1;
+  }
+  vls_ct_shared_t *ct = vls_segment_ptr(seg, (uint64_t)ct_off, sizeof *ct);
+  memset(ct, 0, sizeof *ct);
+  ct->fifo_size = w->fifo_size;
+  ct->fifo_off[0] = (uint64_t)f0;
+  ct->fifo_off[1] = (uint64_t)f1;
+  vls_shm_mutex_init(&ct->side_lock[0]);
+  vls_shm_mutex_init(&ct->side_lock[1]);
+  atomic_thread_fence(memory_order_release);
+  ct->magic = VLS_CT_MAGIC;
+  return ct_off;
+}
+
+int vls_connect_ct(vls_worker_t *w, uint64_t ch, uint32_t peer_id, uint64_t *ct_off_out) {
+  vls__wlock(w);
+  int rv;
+  vls_session_t *s = vls__app_session(w, ch);
+  vls_peer_t *p = vls__peer(w, peer_id);
+  if (!s) {
+    rv = -EBADF;
+    goto out;
+  }
+  if (s->state != VLS_SS_CONNECTING) {
+    rv = -EISCONN;
+    goto out;
+  }
+  if (!p || p->down) {
+    rv = -ENOENT;
+    goto out;
+  }
+  if ((rv = vls__ct_local(w, p)) < 0) goto out;
+  int64_t ct_off = vls__ct_alloc_pair(w, &p->ct_local);
+  if (ct_off < 0) {
+    rv = (int)ct_off;
+    goto out;
+  }
+  s->side = 0;
+  s->peer = peer_id;
+  s->peer_handle = 0; /* learnt from the pair once the acceptor attaches */
+  s->ct_off = (uint64_t)ct_off;
+  if ((rv = vls__attach_pair(w, s)) < 0) {
+    vls__ct_free_pair(&p->ct_local, (uint64_t)ct_off);
+    s->peer = VLS_NIL;
+    goto out;
+  }
+  p->n_sessions++;
+  s->state = VLS_SS_READY;
+  *ct_off_out = (uint64_t)ct_off;
+  vls__epoll_notify(w, s, VLS_EPOLLOUT);
+out:
+  vls__wunlock(w);
+  return rv;
+}
+
+/* What the connector did before it knew our handle, read off the pair (after the handle went in,
+ * so that whatever it does from now on it posts): its bytes, its FIN, its reset. */
+static void vls__accept_catch_up(vls_worker_t *w, vls_session_t *s) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&s->ct->reset_mask) & 1u) {
+    vls__on_peer_gone(w, s, -ECONNRESET);
+    return;
+  }
+  uint32_t ev = 0;
+  if (vls_fifo_eof_sent(&s->rx)) {
+    s->flags |= VLS_SF_PEER_SHUT_WR;
+    ev |= VLS_EPOLLIN | VLS_EPOLLRDHUP;
+  }
+  if (vls_fifo_max_dequeue(&s->rx) != 0) ev |= VLS_EPOLLIN;
+  if (ev) vls__epoll_notify(w, s, ev);
+}
+
 int vls_accept_ct(vls_worker_t *w, uint64_t lh, uint32_t peer_id, uint64_t client_handle,
-                  uint64_t *ct_off_out, uint64_t *server_handle) {
+                  uint64_t ct_off, uint64_t *server_handle) {
   vls__wlock(w);
   int rv;
   vls_session_t *l = vls__app_session(w, lh);
@@ -560,41 +656,17 @@ int vls_accept_ct(vls_worker_t *w, uint64_t lh, uint32_t peer_id, uint64_t clien
     rv = -EAGAIN;
     goto out;
   }
-  if ((rv = vls__ct_local(w, p)) < 0) goto out;
-  vls_segment_t *seg = &p->ct_local;
-  int64_t ct_off = vls_segment_alloc(seg, sizeof(vls_ct_shared_t));
-  if (ct_off < 0) {
-    rv = (int)ct_off;
-    goto out;
-  }
-  int64_t f0 = vls_fifo_create(seg, w->fifo_size);
-  int64_t f1 = f0 < 0 ? f0 : vls_fifo_create(seg, w->fifo_size);
-  if (f1 < 0) {
-    if (f0 >= 0) vls_fifo_destroy(seg, (uint64_t)f0);
-    vls_segment_free(seg, (uint64_t)ct_off);
-    rv = (int)f1;
-    goto out;
-  }
-  vls_ct_shared_t *ct = vls_segment_ptr(seg, (uint64_t)ct_off, sizeof *ct);
-  memset(ct, 0, sizeof *ct);
-  ct->fifo_size = w->fifo_size;
-  ct->fifo_off[0] = (uint64_t)f0;
-  ct->fifo_off[1] = (uint64_t)f1;
-  vls_shm_mutex_init(&ct->side_lock[0]);
-  vls_shm_mutex_init(&ct->side_lock[1]);
-  atomic_thread_fence(memory_order_release);
-  ct->magic = VLS_CT_MAGIC;
   vls_session_t *s;
-  if ((rv = vls__session_alloc(w, &s)) < 0) {
-    vls__ct_free_pair(seg, (uint64_t)ct_off);
-    goto out;
-  }
-  s->side = 0;
+  if ((rv = vls__session_alloc(w, &s)) < 0) goto out;
+  s->side = 1;
   s->peer = peer_id;
   s->peer_handle = client_handle;
-  s->ct_off = (uint64_t)ct_off;
-  if ((rv = vls__attach_pair(w, s)) < 0) {
-    vls__ct_free_pair(seg, (uint64_t)ct_off);
+  s->ct_off = ct_off;
+  /* The pair must be a fresh one: a CONNECT naming a pair someone accepted already is refused. */
+  uint64_t me = vls__session_handle(w, s), none = 0;
+  if ((rv = vls__attach_pair(w, s)) < 0 ||
+      (rv = atomic_compare_exchange_strong(&s->ct->acceptor_handle, &none, me) ? 0 : -EPROTO) < 0) {
+    s->ct = NULL;
     vls__session_free(w, s);
     goto out;
   }
@@ -602,8 +674,8 @@ int vls_accept_ct(vls_worker_t *w, uint64_t lh, uint32_t peer_id, uint64_t clien
   s->state = VLS_SS_ACCEPTING;
   s->listener = l->idx;
   l->acq[(l->acq_head + l->acq_n++) % l->backlog] = s->idx;
-  *ct_off_out = (uint64_t)ct_off;
-  *server_handle = vls__session_handle(w, s);
+  *server_handle = me;
+  vls__accept_catch_up(w, s);
   vls__epoll_notify(w, l, VLS_EPOLLIN);
   rv = 0;
 out:
@@ -611,36 +683,23 @@ out:
   return rv;
 }
 
-int vls_connect_finish(vls_worker_t *w, uint64_t ch, uint32_t peer_id, uint64_t ct_off,
-                       uint64_t server_handle) {
+int vls_connect_refused(vls_worker_t *w, uint64_t ch, uint32_t peer_id, uint64_t ct_off, int err) {
+  if (err >= 0) return -EINVAL;
   vls__wlock(w);
-  int rv;
-  vls_session_t *s = vls__app_session(w, ch);
+  int rv = 0;
+  vls_session_t *s = vls__session_get(w, ch);
   vls_peer_t *p = vls__peer(w, peer_id);
-  if (!s) {
-    rv = -EBADF;
-    goto out;
-  }
-  if (s->state != VLS_SS_CONNECTING) {
-    rv = -EISCONN;
-    goto out;
-  }
-  if (!p || p->down) {
+  if (p && vls__orphan_take(w, peer_id, ct_off)) {
+    /* We let go of it already; the acceptor never held it. */
+    vls__ct_free_pair(&p->ct_local, ct_off);
+  } else if (s && s->ct && s->side == 0 && s->peer == peer_id && s->ct_off == ct_off &&
+             !(s->flags & VLS_SF_PEER_RESET)) {
+    /* It will not attach: its side of the pair counts as gone. */
+    atomic_fetch_or(&s->ct->gone_mask, 2u);
+    vls__on_peer_gone(w, s, err);
+  } else {
     rv = -ENOENT;
-    goto out;
   }
-  s->peer = peer_id;
-  s->peer_handle = server_handle;
-  s->ct_off = ct_off;
-  s->side = 1;
-  if ((rv = vls__attach_pair(w, s)) < 0) {
-    s->peer = VLS_NIL;
-    goto out;
-  }
-  p->n_sessions++;
-  s->state = VLS_SS_READY;
-  vls__epoll_notify(w, s, VLS_EPOLLOUT | VLS_EPOLLIN);
-out:
   vls__wunlock(w);
   return rv;
 }
@@ -732,7 +791,7 @@ int vls_writev(vls_worker_t *w, uint64_t h, const vls_iov_t *iov, uint32_t n, in
   rv = vls_fifo_enqueue_segs(&s->tx, iov, n, all_or_nothing);
   if (rv > 0) {
     s->bytes_out += (uint64_t)rv;
-    if (vls_fifo_set_event(&s->tx)) vls__post(w, s->peer, VLS_EVT_RX, s->peer_handle, 0);
+    if (vls_fifo_set_event(&s->tx)) vls__post_peer(w, s, VLS_EVT_RX);
   }
   if (rv == -EAGAIN || (rv >= 0 && (uint64_t)rv < total)) {
     /* Full, or only part went in: ask for a notification when a useful amount of room frees (a
@@ -816,7 +875,7 @@ static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int p
     } else if ((uint32_t)rv < len) {
       vls__epoll_notify(w, s, VLS_EPOLLIN);
     }
-    if (vls_fifo_needs_deq_ntf(&s->rx)) vls__post(w, s->peer, VLS_EVT_TX, s->peer_handle, 0);
+    if (vls_fifo_needs_deq_ntf(&s->rx)) vls__post_peer(w, s, VLS_EVT_TX);
   } else if (rv == -EIO) {
     s->err = 0;
     s->flags |= VLS_SF_PEER_RESET; /* a corrupt fifo ends this session only */
@@ -840,7 +899,7 @@ static void vls__send_fin(vls_worker_t *w, vls_session_t *s) {
   if ((s->flags & VLS_SF_SHUT_WR) || !s->ct) return;
   s->flags |= VLS_SF_SHUT_WR;
   vls_fifo_set_eof(&s->tx);
-  vls__post(w, s->peer, VLS_EVT_FIN, s->peer_handle, 0);
+  vls__post_peer(w, s, VLS_EVT_FIN);
 }
 
 int vls_shutdown(vls_worker_t *w, uint64_t h, int how) {
@@ -866,7 +925,7 @@ int vls_shutdown(vls_worker_t *w, uint64_t h, int how) {
 static void vls__reset_locked(vls_worker_t *w, vls_session_t *s) {
   if (s->ct && !(s->flags & VLS_SF_PEER_RESET)) {
     atomic_fetch_or(&s->ct->reset_mask, 1u << s->side);
-    vls__post(w, s->peer, VLS_EVT_RESET, s->peer_handle, 0);
+    vls__post_peer(w, s, VLS_EVT_RESET);
   }
   if (s->ct) vls_fifo_drop_all(&s->rx);
   vls__session_finish(w, s);

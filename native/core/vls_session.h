@@ -2,16 +2,19 @@
  * Workers and sessions: the public API of the native core (what the Node binding calls).
  *
  * A worker is one event consumer: a process, or a thread of one. It owns
- *   - a segment, holding its message queue and the fifo pairs of the sessions it accepted,
+ *   - a segment, holding its message queue (the fifo pairs of the sessions it connects live in
+ *     one segment per peer),
  *   - an eventfd, the only thing its event loop waits on for all of its sessions,
  *   - a session table, handle-addressed with generations (a stale handle is refused with EBADF),
  *   - a peer table: the workers it has sessions with (their segment and message queue), itself
  *     included as peer 0.
  *
  * A cut-through session is a pair of sessions, one per worker, joined by a pair of fifos in the
- * acceptor's segment (the "ct pair"). The acceptor writes into fifo 0 and reads fifo 1; the
- * connector the other way round. Control travels as 32-byte events in the receiving worker's
- * message queue:
+ * connector's segment (the "ct pair"). The connector writes into fifo 0 and reads fifo 1; the
+ * acceptor the other way round. The connector makes the pair and is connected at once, as a
+ * loopback TCP connect completes inside the connecting call: it may write before the acceptor
+ * has attached, and the acceptor finds those bytes (and a FIN or reset) on the pair when it does.
+ * Control travels as 32-byte events in the receiving worker's message queue:
  *
  *   writer: vls_write -> fifo enqueue -> has_event 0->1 ? mq_send(peer, RX) -> eventfd (if empty)
  *   reader: eventfd wakes loop -> vls_worker_poll drains mq -> session readiness -> epoll ready
@@ -108,7 +111,7 @@ typedef struct vls_session_info {
   uint32_t flags;
   int err;              /* pending error (negative errno) or 0 */
   uint32_t peer;        /* peer id in the worker's peer table */
-  uint32_t side;        /* 0: acceptor (fifos live in our segment), 1: connector */
+  uint32_t side;        /* 0: connector (fifos live in our segment), 1: acceptor */
   uint32_t rx_used, tx_used, fifo_size;
   uint64_t bytes_in, bytes_out;
   uint64_t peer_handle;
@@ -140,10 +143,10 @@ int vls_worker_stats(const vls_worker_t *w, vls_worker_stats_t *st);
 /* Register another worker as a peer. Takes ownership of seg_fd and efd on success. Returns the peer
  * id (> 0; 0 is the worker itself). */
 int vls_worker_add_peer(vls_worker_t *w, uint32_t peer_index, int seg_fd, uint64_t mq_off, int efd);
-/* fd of the segment holding the fifo pairs of sessions we accept from this peer (created on first
- * use); the connector attaches it with vls_peer_attach_ct_segment(). Not a new fd: do not close. */
+/* fd of the segment holding the fifo pairs of sessions we connect to this peer (created on first
+ * use); the acceptor attaches it with vls_peer_attach_ct_segment(). Not a new fd: do not close. */
 int vls_peer_ct_segment_fd(vls_worker_t *w, uint32_t peer_id);
-/* Connector side: attach the peer's fifo segment for us. Takes ownership of fd on success;
+/* Acceptor side: attach the peer's fifo segment for us. Takes ownership of fd on success;
  * -EALREADY (fd untouched) when one is attached already. */
 int vls_peer_attach_ct_segment(vls_worker_t *w, uint32_t peer_id, int fd);
 /* The peer is gone (its control channel hung up, or it was declared dead): every session with it
@@ -176,15 +179,22 @@ void vls_worker_clear_eventfd(vls_worker_t *w);
 
 /* Sessions. Handles are >= 1 and fit in 53 bits (safe as JavaScript numbers). */
 int vls_listen(vls_worker_t *w, uint32_t backlog, uint64_t *lh);
+/* A session that will connect (CONNECTING). */
 int vls_connect_start(vls_worker_t *w, uint64_t *ch);
-/* Acceptor half of a cut-through connect: make the ct pair and an ACCEPTING session queued on the
- * listener. -EAGAIN when the accept queue is full, -EINVAL when lh is not a listener. */
+/* Connector half of a cut-through connect: make the ct pair in our segment for this peer and
+ * become READY at once. The peer's listener gets ct_off (vls_accept_ct). */
+int vls_connect_ct(vls_worker_t *w, uint64_t ch, uint32_t peer_id, uint64_t *ct_off);
+/* Acceptor half: attach the connector's pair at ct_off (in the segment it sent us) as an ACCEPTING
+ * session queued on the listener, with what the connector already wrote readable. -EAGAIN when the
+ * accept queue is full, -EINVAL when lh is not a listener, -EPROTO for a pair that is not a fresh
+ * one in that segment. */
 int vls_accept_ct(vls_worker_t *w, uint64_t lh, uint32_t peer_id, uint64_t client_handle,
-                  uint64_t *ct_off, uint64_t *server_handle);
-/* Connector half: attach the ct pair (in the peer's segment) and become READY. */
-int vls_connect_finish(vls_worker_t *w, uint64_t ch, uint32_t peer_id, uint64_t ct_off,
-                       uint64_t server_handle);
-/* The connect failed (refused, timed out): the session reports the error. */
+                  uint64_t ct_off, uint64_t *server_handle);
+/* The peer's listener refused a connect made with vls_connect_ct (it closed meanwhile): to the
+ * connector the connection is reset (err, as from the peer); the pair, which the acceptor never
+ * attached, is freed once the session lets go of it. */
+int vls_connect_refused(vls_worker_t *w, uint64_t ch, uint32_t peer_id, uint64_t ct_off, int err);
+/* A connect that failed before it was made (refused, timed out): the session reports the error. */
 int vls_connect_fail(vls_worker_t *w, uint64_t ch, int err);
 int vls_accept(vls_worker_t *w, uint64_t lh, uint64_t *h);
 

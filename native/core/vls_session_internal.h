@@ -15,24 +15,28 @@
 #define VLS_GEN_MAX ((1u << 29) - 1)
 #define VLS_NIL UINT32_MAX
 
-/* The shared part of a cut-through session, in the acceptor's segment. Side 0 is the acceptor:
- * it writes fifo 0 and reads fifo 1. */
+/* The shared part of a cut-through session, in the connector's segment. Side 0 is the connector,
+ * which makes the pair: it writes fifo 0 and reads fifo 1. */
 typedef struct vls_ct_shared {
   uint32_t magic;
   uint32_t fifo_size;
   uint64_t fifo_off[2];
-  _Atomic uint32_t gone_mask; /* bit per side: that side's session is freed */
-  _Atomic uint32_t reset_mask;
+  _Atomic uint32_t gone_mask;  /* bit per side: that side's session is freed */
+  _Atomic uint32_t reset_mask; /* bit per side: that side reset the session */
+  /* The acceptor's session handle, stored when it attaches the pair. The connector is connected
+   * (and may write, close or reset) before it knows it: an event it has for the acceptor before
+   * then is not posted, and the acceptor reads the pair's state when it attaches instead. */
+  _Atomic uint64_t acceptor_handle;
   /* VLS lock of a shared session. Not on a cache line of their own: they are taken only when a
-   * session is shared between workers, and unpadded the record fits a 128-byte block, which keeps
-   * a session's segment bookkeeping (this record, two fifo headers, four block headers) under
-   * 1 KiB. */
+   * session is shared between workers, and unpadded the record (120 bytes) fits a 128-byte
+   * block, which keeps a session's segment bookkeeping (this record, two fifo headers, four block
+   * headers) under 1 KiB. */
   pthread_mutex_t side_lock[2];
 } vls_ct_shared_t;
 
 /* Another worker we have sessions with. Fifo pairs live in per-pair segments: the one we made
- * for sessions we accepted from this peer (ct_local), and the one the peer made for sessions it
- * accepted from us (ct_remote). A misbehaving peer can therefore scribble only on memory that
+ * for sessions we connected to this peer (ct_local), and the one the peer made for sessions it
+ * connected to us (ct_remote). A misbehaving peer can therefore scribble only on memory that
  * holds its own sessions with us. Peer 0 is the worker itself and uses ct_local for both. */
 typedef struct vls_peer {
   int in_use;

@@ -159,7 +159,9 @@ static void test_listener_readiness(void) {
   CHECK_EQ(wait0(A, epa, out), 0);
   uint64_t c2, ct, acc, s2;
   CHECK_EQ(vls_connect_start(B, &c2), 0);
-  CHECK_EQ(vls_accept_ct(A, lh, a_b, c2, &ct, &acc), 0);
+  CHECK_EQ(vls_connect_ct(B, c2, b_a, &ct), 0);
+  ct_share_segment(A, a_b, B, b_a);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, c2, ct, &acc), 0);
   CHECK_EQ(wait0(A, epa, out), 1);
   CHECK_EQ(out[0].data, 5);
   CHECK_EQ(vls_accept(A, lh, &s2), 0);

@@ -26,12 +26,16 @@ static void test_states_and_data(void) {
   CHECK_EQ(vls_connect_start(B, &ch), 0);
   CHECK_EQ(state_of(B, ch), VLS_SS_CONNECTING);
   CHECK_EQ(vls_write(B, ch, "x", 1), -ENOTCONN);
-  uint64_t ct_off, acc;
-  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, &ct_off, &acc), 0);
+  uint64_t ct_off, acc, acc2;
+  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct_off), 0);
+  CHECK_EQ(state_of(B, ch), VLS_SS_READY); /* connected before the acceptor has heard of it */
+  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct_off), -EISCONN);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct_off, &acc), -EPROTO); /* B's segment not sent yet */
+  CHECK_EQ(vls_peer_attach_ct_segment(A, a_b, dup(vls_peer_ct_segment_fd(B, b_a))), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct_off + 64, &acc), -EPROTO); /* not a pair */
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct_off, &acc), 0);
   CHECK_EQ(state_of(A, acc), VLS_SS_ACCEPTING);
-  CHECK_EQ(vls_peer_attach_ct_segment(B, b_a, dup(vls_peer_ct_segment_fd(A, a_b))), 0);
-  CHECK_EQ(vls_connect_finish(B, ch, b_a, ct_off, acc), 0);
-  CHECK_EQ(state_of(B, ch), VLS_SS_READY);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct_off, &acc2), -EPROTO); /* a pair is accepted once */
   CHECK_EQ(vls_accept(A, lh, &sh), 0);
   CHECK_EQ(sh, acc);
   CHECK_EQ(state_of(A, sh), VLS_SS_READY);
@@ -214,25 +218,37 @@ static void test_backpressure(void) {
 
 static void test_listener_backlog_and_close(void) {
   setup(4096, 64);
-  uint64_t lh, ch[3], ct, acc;
+  uint64_t lh, ch[3], ct[3], acc;
   CHECK_EQ(vls_listen(A, 2, &lh), 0);
-  for (int i = 0; i < 3; i++) CHECK_EQ(vls_connect_start(B, &ch[i]), 0);
-  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[0], &ct, &acc), 0);
-  CHECK_EQ(vls_peer_attach_ct_segment(B, b_a, dup(vls_peer_ct_segment_fd(A, a_b))), 0);
-  CHECK_EQ(vls_connect_finish(B, ch[0], b_a, ct, acc), 0);
-  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[1], &ct, &acc), 0);
-  CHECK_EQ(vls_connect_finish(B, ch[1], b_a, ct, acc), 0);
-  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[2], &ct, &acc), -EAGAIN); /* backlog full */
-  CHECK_EQ(vls_connect_fail(B, ch[2], -ECONNREFUSED), 0);
+  for (int i = 0; i < 3; i++) {
+    CHECK_EQ(vls_connect_start(B, &ch[i]), 0);
+    CHECK_EQ(vls_connect_ct(B, ch[i], b_a, &ct[i]), 0);
+  }
+  ct_share_segment(A, a_b, B, b_a);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[0], ct[0], &acc), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[1], ct[1], &acc), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[2], ct[2], &acc), -EAGAIN); /* backlog full */
+  /* Refused after it was connected: to the connector, a reset. */
+  CHECK_EQ(vls_write(B, ch[2], "lost", 4), 4);
+  CHECK_EQ(vls_connect_refused(B, ch[2], b_a, ct[2], -ECONNRESET), 0);
+  CHECK_EQ(vls_connect_refused(B, ch[2], b_a, ct[2], -ECONNRESET), -ENOENT); /* once */
   char c;
-  CHECK_EQ(vls_read(B, ch[2], &c, 1), -ECONNREFUSED);
+  CHECK_EQ(vls_read(B, ch[2], &c, 1), -ECONNRESET);
+  CHECK(vls_write(B, ch[2], "x", 1) < 0);
   /* Closing the listener resets the connections nobody accepted. */
   CHECK_EQ(vls_close(A, lh), 0);
   vls_worker_poll(B);
   CHECK_EQ(vls_read(B, ch[0], &c, 1), -ECONNRESET);
   CHECK_EQ(vls_read(B, ch[1], &c, 1), -ECONNRESET);
-  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[2], &ct, &acc), -EBADF);
-  CHECK_EQ(vls_accept_ct(A, ch[0], a_b, ch[2], &ct, &acc), -EBADF);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[2], ct[2], &acc), -EBADF);
+  CHECK_EQ(vls_accept_ct(A, ch[0], a_b, ch[2], ct[2], &acc), -EBADF);
+  /* Every pair is freed once its sessions are closed. */
+  for (int i = 0; i < 3; i++) CHECK_EQ(vls_close(B, ch[i]), 0);
+  vls_worker_poll(A);
+  vls_worker_poll(B);
+  vls_segment_stats_t ss;
+  CHECK_EQ(vls_segment_stats(&B->peers[b_a].ct_local, &ss), 0);
+  CHECK_EQ(ss.bytes_used, 0);
   teardown();
 }
 
@@ -414,7 +430,7 @@ static void test_rx_event_after_early_read(void) {
     CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 3);
     /* 3. the writer raises the flag and posts its event */
     CHECK_EQ(vls_fifo_set_event(&bs->tx), 1);
-    vls_evt_t e = {.type = VLS_EVT_RX, .aux = B->index, .handle = bs->peer_handle};
+    vls_evt_t e = {.type = VLS_EVT_RX, .aux = B->index, .handle = sh};
     CHECK(vls_mq_send(&B->peers[bs->peer].mq, &e, sizeof e) >= 0);
     /* 4. the reader takes the event: nothing to read, nothing reported */
     CHECK_EQ(vls_epoll_wait(A, ep, evs, 8, 0), 0);
@@ -463,6 +479,101 @@ static void test_short_read_reports_late_bytes(void) {
   teardown();
 }
 
+/* The connector writes, shuts down and closes before the acceptor attaches: the acceptor finds the
+ * bytes and the end of stream on the pair, though no event announced them. */
+static void test_connected_before_accept(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, ct, sh;
+  char buf[64];
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  CHECK_EQ(vls_connect_start(B, &ch), 0);
+  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  CHECK_EQ(vls_write(B, ch, "early", 5), 5);
+  CHECK_EQ(vls_close(B, ch), 0); /* FIN behind the bytes */
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK_EQ(st.evts_out, 0); /* nobody to tell yet */
+  ct_share_segment(A, a_b, B, b_a);
+  uint64_t ep;
+  CHECK_EQ(vls_epoll_create(A, &ep), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct, &sh), 0);
+  CHECK_EQ(vls_accept(A, lh, &sh), 0);
+  vls_epoll_event_t ev = {.events = VLS_EPOLLIN | VLS_EPOLLRDHUP, .data = 1}, out[4];
+  CHECK_EQ(vls_epoll_ctl(A, ep, VLS_EPOLL_CTL_ADD, sh, &ev), 0);
+  CHECK_EQ(vls_epoll_wait(A, ep, out, 4, 0), 1);
+  CHECK(out[0].events & VLS_EPOLLIN);
+  CHECK(out[0].events & VLS_EPOLLRDHUP);
+  CHECK_EQ(state_of(A, sh), VLS_SS_TRANSPORT_CLOSING);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 5);
+  CHECK(memcmp(buf, "early", 5) == 0);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 0);
+  CHECK_EQ(vls_write(A, sh, "late", 4), 4); /* half-open: B closed, its reads are gone */
+  CHECK_EQ(vls_close(A, sh), 0);
+  vls_worker_poll(B); /* A's FIN: B's session finishes and frees the pair */
+  CHECK_EQ(state_of(B, ch), -EBADF);
+  vls_segment_stats_t ss;
+  CHECK_EQ(vls_segment_stats(&B->peers[b_a].ct_local, &ss), 0);
+  CHECK_EQ(ss.bytes_used, 0);
+  teardown();
+
+  /* A reset before the acceptor attaches: the accepted session reports it. */
+  setup(4096, 64);
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  CHECK_EQ(vls_connect_start(B, &ch), 0);
+  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  CHECK_EQ(vls_write(B, ch, "dropped", 7), 7);
+  CHECK_EQ(vls_reset(B, ch), 0);
+  ct_share_segment(A, a_b, B, b_a);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct, &sh), 0);
+  CHECK_EQ(vls_accept(A, lh, &sh), 0);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), -ECONNRESET);
+  CHECK_EQ(vls_close(A, sh), 0);
+  vls_worker_poll(B); /* CT_FREE: B orphaned the pair when it reset */
+  CHECK_EQ(vls_segment_stats(&B->peers[b_a].ct_local, &ss), 0);
+  CHECK_EQ(ss.bytes_used, 0);
+  teardown();
+
+  /* Refused after the connector let go of the session: the pair is freed all the same. */
+  setup(4096, 64);
+  CHECK_EQ(vls_connect_start(B, &ch), 0);
+  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  CHECK_EQ(vls_reset(B, ch), 0);
+  CHECK_EQ(vls_connect_refused(B, ch, b_a, ct, -ECONNRESET), 0);
+  CHECK_EQ(vls_segment_stats(&B->peers[b_a].ct_local, &ss), 0);
+  CHECK_EQ(ss.bytes_used, 0);
+  teardown();
+}
+
+/* The acceptor attaches between two writes of a connector that has not yet looked for its handle:
+ * the first write was not announced (the acceptor read it off the pair), the second one is. */
+static void test_connector_learns_acceptor(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, ct, sh;
+  char buf[64];
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  CHECK_EQ(vls_connect_start(B, &ch), 0);
+  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  CHECK_EQ(vls_write(B, ch, "one", 3), 3);
+  ct_share_segment(A, a_b, B, b_a);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct, &sh), 0);
+  CHECK_EQ(vls_accept(A, lh, &sh), 0);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 3); /* drained: the event flag is down again */
+  CHECK_EQ(vls_write(B, ch, "two", 3), 3);       /* B finds A's handle in the pair and posts */
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK_EQ(st.evts_out, 1);
+  CHECK_EQ(vls_worker_poll(A), 1);
+  CHECK_EQ(vls_worker_stats(A, &st), 0);
+  CHECK_EQ(st.evts_stale, 0);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 3);
+  CHECK(memcmp(buf, "two", 3) == 0);
+  vls_session_info_t info;
+  CHECK_EQ(vls_session_info(B, ch, &info), 0);
+  CHECK_EQ(info.peer_handle, sh);
+  CHECK_EQ(info.side, 0);
+  teardown();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_states_and_data);
@@ -480,5 +591,7 @@ int main(void) {
   RUN(test_multithread_worker);
   RUN(test_rx_event_after_early_read);
   RUN(test_short_read_reports_late_bytes);
+  RUN(test_connected_before_accept);
+  RUN(test_connector_learns_acceptor);
   TEST_DONE();
 }

@@ -1,5 +1,5 @@
 /* Helpers shared by the session and epoll tests: link two workers and open cut-through sessions
- * between them the way the control channel will (accept half, then connect half). */
+ * between them the way the control channel does (connect half, then accept half). */
 #ifndef VLS_TEST_CT_H
 #define VLS_TEST_CT_H
 
@@ -28,21 +28,29 @@ static inline void link_workers(vls_worker_t *a, vls_worker_t *b, uint32_t *a_se
   *b_sees_a = (uint32_t)p;
 }
 
-/* Connect cli (seeing srv as peer cli_peer) to listener lh of srv (seeing cli as srv_peer). */
+/* Give srv (seeing cli as srv_peer) cli's fifo segment for their sessions, as the first CONNECT
+ * on a control connection does. */
+static inline void ct_share_segment(vls_worker_t *srv, uint32_t srv_peer, vls_worker_t *cli,
+                                    uint32_t cli_peer) {
+  if (cli == srv) return;
+  int fd = vls_peer_ct_segment_fd(cli, cli_peer);
+  CHECK(fd >= 0);
+  int d = dup(fd);
+  int rv = vls_peer_attach_ct_segment(srv, srv_peer, d);
+  if (rv == -EALREADY) close(d);
+  else CHECK_EQ(rv, 0);
+}
+
+/* Connect cli (seeing srv as peer cli_peer) to listener lh of srv (seeing cli as srv_peer), the way
+ * the control channel does: the connector makes the pair and is connected, then the acceptor
+ * attaches it and accepts. */
 static inline void ct_connect(vls_worker_t *srv, uint64_t lh, uint32_t srv_peer, vls_worker_t *cli,
                        uint32_t cli_peer, uint64_t *ch, uint64_t *sh) {
   uint64_t ct_off, acc;
   CHECK_EQ(vls_connect_start(cli, ch), 0);
-  CHECK_EQ(vls_accept_ct(srv, lh, srv_peer, *ch, &ct_off, &acc), 0);
-  int fd = vls_peer_ct_segment_fd(srv, srv_peer);
-  CHECK(fd >= 0);
-  if (cli != srv) {
-    int d = dup(fd);
-    int rv = vls_peer_attach_ct_segment(cli, cli_peer, d);
-    if (rv == -EALREADY) close(d);
-    else CHECK_EQ(rv, 0);
-  }
-  CHECK_EQ(vls_connect_finish(cli, *ch, cli_peer, ct_off, acc), 0);
+  CHECK_EQ(vls_connect_ct(cli, *ch, cli_peer, &ct_off), 0);
+  ct_share_segment(srv, srv_peer, cli, cli_peer);
+  CHECK_EQ(vls_accept_ct(srv, lh, srv_peer, *ch, ct_off, &acc), 0);
   CHECK_EQ(vls_accept(srv, lh, sh), 0);
   CHECK_EQ(*sh, acc);
 }
