@@ -8,8 +8,9 @@
 //   ping-pong on one connection (0 idle) -> memory of both processes -> open N idle connections
 //   -> memory again -> ping-pong (N idle) -> close the idle ones -> ping-pong (0 idle) again
 // Memory per idle connection = growth / N of VmRSS (both processes), of the JS heap after a full GC
-// (both), of RssShmem (shared pages touched), and for the layer of the acceptor's fifo segment in
-// use (worker stats segmentUsed), which should be the two fifos plus at most 1 KiB of bookkeeping.
+// (both), of RssShmem (shared pages touched), and for the layer of the fifo segments in use (worker
+// stats segmentUsed, both processes: the connector's holds the pairs), which should be the two
+// fifos plus at most 1 KiB of bookkeeping.
 // The busy connection's cost is its round trip p50 and the CPU of both processes per round trip,
 // with N idle over the mean of the two 0-idle measurements: it must not grow.
 const net = require('node:net');
@@ -208,8 +209,13 @@ async function runOne(variant, placement, cfg, runtime) {
     const expected = layer ? 'SessionHandle' : 'TCP';
     const idleOk = opened.kinds[expected] === n && (mem1.server.kinds[expected] || 0) >= n + 1;
     const pingOk = pp0.handle === expected && ppN.handle === expected;
+    // The pairs live in the connector's segment; both processes are summed, so the figure does not
+    // depend on which side makes them.
+    const segUsed = (m) => m.server.segment.used + m.client.segment.used;
     const segPer =
-      layer && mem1.server.segment && mem0.server.segment ? (mem1.server.segment.used - mem0.server.segment.used) / n : undefined;
+      layer && mem1.server.segment && mem0.server.segment && mem1.client.segment && mem0.client.segment
+        ? (segUsed(mem1) - segUsed(mem0)) / n
+        : undefined;
     const fifoSize = cfg.fifo || DEFAULT_FIFO;
     return {
       metrics: {
@@ -245,7 +251,7 @@ async function run(opts = {}, log = () => {}) {
     fifo: opts.fifo,
   };
   const fifoSize = cfg.fifo || DEFAULT_FIFO;
-  // The acceptor keeps every session's two fifos in one segment per peer (VLS_SEGMENT_SIZE,
+  // The connector keeps every session's two fifos in one segment per peer (VLS_SEGMENT_SIZE,
   // default 1 GiB of address space, pages used on demand): make room for N + 1 sessions.
   const GiB = 1024 ** 3;
   // A fifo takes the next power of two above its size plus header in the segment's allocator, so
@@ -333,7 +339,7 @@ async function run(opts = {}, log = () => {}) {
     name: 'idle',
     title: `6. idle sessions: ${cfg.sessions} idle connections between two processes`,
     description:
-      "memory = growth of both processes / idle connections (JS heap after a full GC); segment = the acceptor's fifo segment in use " +
+      "memory = growth of both processes / idle connections (JS heap after a full GC); segment = the fifo segments in use, both processes " +
       `(worker stats segmentUsed); "does not grow" allows 10% for noise`,
     settings: { ...cfg, fifoSize, placements },
     seconds: (Date.now() - t0) / 1000,
