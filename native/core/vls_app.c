@@ -417,6 +417,19 @@ static int vls__conn_add_peer(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t 
   return 0;
 }
 
+/* Answer a CONNECT: its session, listener, tag and pair, named back. */
+static void vls__connect_reply(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m, uint16_t type,
+                               int err) {
+  vls_ctrl_msg_t r;
+  vls__msg_init(app, &r, type);
+  r.a = m->a;
+  r.b = m->b;
+  r.c = m->c;
+  r.d = m->d;
+  r.err = err;
+  vls__send(app, ci, &r, NULL, 0);
+}
+
 static void vls__on_connect(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m, int *fds,
                             int n_fds) {
   vls_ctrl_conn_t *c = &app->conns[ci];
@@ -429,30 +442,17 @@ static void vls__on_connect(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m
   if (rv == 0) rv = vls_accept_ct(app->w, m->b, c->peer_id, m->a, m->d, &sh);
   if (rv == 0) rv = vls_accept(app->w, m->b, &sh);
   if (rv < 0) {
-    /* No such listener (closed, or a stale handle): refused, as the kernel answers a SYN. The
-     * connector, connected already, takes it as a reset and frees the pair. */
+    /* No such listener (closed, or a stale handle): refused, as the kernel answers a SYN. A
+     * connector waiting for the answer fails with ECONNREFUSED; one connected already takes it as
+     * a reset. Either way it frees the pair. */
     app->st.ctrl_refused++;
-    vls_ctrl_msg_t r;
-    vls__msg_init(app, &r, VLS_CTRL_CONNECT_ERR);
-    r.a = m->a;
-    r.b = m->b;
-    r.c = m->c;
-    r.d = m->d;
-    r.err = (rv == -EBADF || rv == -EINVAL) ? -ECONNREFUSED : rv;
-    vls__send(app, ci, &r, NULL, 0);
+    int err = (rv == -EBADF || rv == -EINVAL) ? -ECONNREFUSED : rv;
+    vls__connect_reply(app, ci, m, VLS_CTRL_CONNECT_ERR, err);
     return;
   }
   vls_epoll_event_t ev = {.events = VLS_APP_IO_EVENTS, .data = sh};
   vls_epoll_ctl(app->w, app->ep, VLS_EPOLL_CTL_ADD, sh, &ev);
-  if (m->flags & VLS_CONNECT_ANSWER) {
-    vls_ctrl_msg_t r;
-    vls__msg_init(app, &r, VLS_CTRL_CONNECT_OK);
-    r.a = m->a;
-    r.b = m->b;
-    r.c = m->c;
-    r.d = m->d;
-    vls__send(app, ci, &r, NULL, 0);
-  }
+  if (m->flags & VLS_CONNECT_ANSWER) vls__connect_reply(app, ci, m, VLS_CTRL_CONNECT_OK, 0);
   vls_app_evt_t e = {.type = VLS_AE_ACCEPT, .handle = m->b, .handle2 = sh};
   e.meta_len = m->meta_len;
   memcpy(e.meta, m->meta, m->meta_len);

@@ -479,6 +479,12 @@ static void test_short_read_reports_late_bytes(void) {
   teardown();
 }
 
+/* The connector's half of a connect from B to A: connected, the acceptor not told yet. */
+static void connect_half(uint64_t *ch, uint64_t *ct) {
+  CHECK_EQ(vls_connect_start(B, ch), 0);
+  CHECK_EQ(vls_connect_ct(B, *ch, b_a, ct), 0);
+}
+
 /* The connector writes, shuts down and closes before the acceptor attaches: the acceptor finds the
  * bytes and the end of stream on the pair, though no event announced them. */
 static void test_connected_before_accept(void) {
@@ -486,8 +492,7 @@ static void test_connected_before_accept(void) {
   uint64_t lh, ch, ct, sh;
   char buf[64];
   CHECK_EQ(vls_listen(A, 8, &lh), 0);
-  CHECK_EQ(vls_connect_start(B, &ch), 0);
-  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  connect_half(&ch, &ct);
   CHECK_EQ(vls_write(B, ch, "early", 5), 5);
   CHECK_EQ(vls_close(B, ch), 0); /* FIN behind the bytes */
   vls_worker_stats_t st;
@@ -519,8 +524,7 @@ static void test_connected_before_accept(void) {
   /* A reset before the acceptor attaches: the accepted session reports it. */
   setup(4096, 64);
   CHECK_EQ(vls_listen(A, 8, &lh), 0);
-  CHECK_EQ(vls_connect_start(B, &ch), 0);
-  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  connect_half(&ch, &ct);
   CHECK_EQ(vls_write(B, ch, "dropped", 7), 7);
   CHECK_EQ(vls_reset(B, ch), 0);
   ct_share_segment(A, a_b, B, b_a);
@@ -535,8 +539,7 @@ static void test_connected_before_accept(void) {
 
   /* Refused after the connector let go of the session: the pair is freed all the same. */
   setup(4096, 64);
-  CHECK_EQ(vls_connect_start(B, &ch), 0);
-  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  connect_half(&ch, &ct);
   CHECK_EQ(vls_reset(B, ch), 0);
   CHECK_EQ(vls_connect_refused(B, ch, b_a, ct, -ECONNRESET), 0);
   CHECK_EQ(vls_segment_stats(&B->peers[b_a].ct_local, &ss), 0);
@@ -551,8 +554,7 @@ static void test_connector_learns_acceptor(void) {
   uint64_t lh, ch, ct, sh;
   char buf[64];
   CHECK_EQ(vls_listen(A, 8, &lh), 0);
-  CHECK_EQ(vls_connect_start(B, &ch), 0);
-  CHECK_EQ(vls_connect_ct(B, ch, b_a, &ct), 0);
+  connect_half(&ch, &ct);
   CHECK_EQ(vls_write(B, ch, "one", 3), 3);
   ct_share_segment(A, a_b, B, b_a);
   CHECK_EQ(vls_accept_ct(A, lh, a_b, ch, ct, &sh), 0);
