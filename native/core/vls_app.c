@@ -76,14 +76,12 @@ typedef struct vls_ctrl_conn {
   uint32_t n_out, cap_out;
 } vls_ctrl_conn_t;
 
-/* A connect waiting for its control connection's hello exchange (not sent yet), or for the
- * listener's answer (sent). */
+/* A connect waiting for its control connection's hello exchange (its CONNECT not sent yet), or,
+ * once the hello is done (the connection has a peer), for the listener's answer. */
 typedef struct vls_pending {
   uint64_t ch;
   uint32_t conn;
   uint64_t lh, tag;
-  uint64_t ct_off;
-  int sent;
   uint16_t meta_len;
   uint8_t meta[VLS_META_MAX];
 } vls_pending_t;
@@ -360,10 +358,10 @@ static int vls__flush(vls_app_t *app, uint32_t ci) {
  * made: the peer's going down resets it (vls_worker_peer_down), and its application hears of the
  * failure here. */
 static void vls__fail_pending(vls_app_t *app, uint32_t ci, int err) {
+  int sent = app->conns[ci].peer_id != 0; /* after the hello, every CONNECT went out */
   for (uint32_t i = 0; i < app->n_pending;) {
     if (app->pending[i].conn == ci) {
       uint64_t ch = app->pending[i].ch;
-      int sent = app->pending[i].sent;
       app->pending[i] = app->pending[--app->n_pending];
       if (sent || vls_connect_fail(app->w, ch, err) == 0) {
         vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = ch, .err = err};
@@ -491,7 +489,7 @@ static int vls__pending_find(vls_app_t *app, uint32_t ci, uint64_t ch) {
  * connect that waits for the answer is reported to the application when it comes. On failure
  * the session is left failed with the error. */
 static int vls__connect_now(vls_app_t *app, uint32_t ci, uint64_t ch, uint64_t lh, uint64_t tag,
-                            const void *meta, uint32_t meta_len, int answer, uint64_t *ct_out) {
+                            const void *meta, uint32_t meta_len, int answer) {
   vls_ctrl_conn_t *c = &app->conns[ci];
   uint64_t ct_off = 0;
   int rv = vls_connect_ct(app->w, ch, c->peer_id, &ct_off);
@@ -523,7 +521,6 @@ static int vls__connect_now(vls_app_t *app, uint32_t ci, uint64_t ch, uint64_t l
     return -ECONNREFUSED;
   }
   if (n_fds) c->ct_fd_sent = 1;
-  *ct_out = ct_off;
   return 0;
 }
 
@@ -531,13 +528,12 @@ static int vls__connect_now(vls_app_t *app, uint32_t ci, uint64_t ch, uint64_t l
 static void vls__run_pending(vls_app_t *app, uint32_t ci) {
   for (uint32_t i = 0; i < app->n_pending;) {
     vls_pending_t *p = &app->pending[i];
-    if (p->conn != ci || p->sent) {
+    if (p->conn != ci) {
       i++;
       continue;
     }
-    int rv = vls__connect_now(app, ci, p->ch, p->lh, p->tag, p->meta, p->meta_len, 1, &p->ct_off);
+    int rv = vls__connect_now(app, ci, p->ch, p->lh, p->tag, p->meta, p->meta_len, 1);
     if (rv == 0) {
-      p->sent = 1;
       i++;
       continue;
     }
@@ -551,7 +547,7 @@ static void vls__run_pending(vls_app_t *app, uint32_t ci) {
 static void vls__on_connect_ok(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m) {
   vls__known_add(&app->conns[ci], m->b, m->c);
   int i = vls__pending_find(app, ci, m->a);
-  if (i < 0 || !app->pending[i].sent) return; /* the application closed it meanwhile */
+  if (i < 0) return; /* the application closed it meanwhile */
   app->pending[i] = app->pending[--app->n_pending];
   vls_app_evt_t e = {.type = VLS_AE_CONNECTED, .handle = m->a};
   vls__evq_push(app, &e);
@@ -566,7 +562,7 @@ static void vls__on_connect_err(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_
   vls_ctrl_conn_t *c = &app->conns[ci];
   vls__known_forget(c, m->b, m->c);
   int i = vls__pending_find(app, ci, m->a);
-  if (i >= 0 && app->pending[i].sent) {
+  if (i >= 0) {
     app->pending[i] = app->pending[--app->n_pending];
     int err = m->err < 0 && m->err > -4096 ? m->err : -ECONNREFUSED;
     vls_connect_refused(app->w, m->a, c->peer_id, m->d, err);
@@ -755,14 +751,13 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t
   }
   if ((rv = vls_connect_start(app->w, ch)) < 0) return rv;
   vls_ctrl_conn_t *c = &app->conns[ci];
-  uint64_t ct_off = 0;
   int known = c->peer_id && vls__known(c, lh, tag) >= 0;
   if (c->peer_id) {
     /* A control connection to a live peer: the pair is made and the CONNECT goes out now. To a
      * listener that accepted from us before, the session is connected at once; to another one it
      * waits for the answer (so that a stale registry entry is refused, and the connect falls back
      * to the kernel). */
-    if ((rv = vls__connect_now(app, ci, *ch, lh, tag, meta, meta_len, !known, &ct_off)) < 0) {
+    if ((rv = vls__connect_now(app, ci, *ch, lh, tag, meta, meta_len, !known)) < 0) {
       vls_close(app->w, *ch);
       return rv;
     }
@@ -775,8 +770,6 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t
   p->conn = ci;
   p->lh = lh;
   p->tag = tag;
-  p->ct_off = ct_off;
-  p->sent = c->peer_id != 0;
   p->meta_len = (uint16_t)meta_len;
   if (meta_len) memcpy(p->meta, meta, meta_len);
   return 0;

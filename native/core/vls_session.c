@@ -552,6 +552,8 @@ int vls_connect_start(vls_worker_t *w, uint64_t *ch) {
 }
 
 static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err);
+static void vls__peer_rx(vls_worker_t *w, vls_session_t *s);
+static void vls__peer_fin(vls_worker_t *w, vls_session_t *s);
 
 /* A new fifo pair in seg: the shared record, then the two fifos. */
 static int64_t vls__ct_alloc_pair(vls_worker_t *w, vls_segment_t *seg) {
@@ -618,20 +620,15 @@ out:
 }
 
 /* What the connector did before it knew our handle, read off the pair (after the handle went in,
- * so that whatever it does from now on it posts): its bytes, its FIN, its reset. */
+ * so that whatever it does from now on it posts), handled as its RESET, RX and FIN events are. */
 static void vls__accept_catch_up(vls_worker_t *w, vls_session_t *s) {
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load(&s->ct->reset_mask) & 1u) {
     vls__on_peer_gone(w, s, -ECONNRESET);
     return;
   }
-  uint32_t ev = 0;
-  if (vls_fifo_eof_sent(&s->rx)) {
-    s->flags |= VLS_SF_PEER_SHUT_WR;
-    ev |= VLS_EPOLLIN | VLS_EPOLLRDHUP;
-  }
-  if (vls_fifo_max_dequeue(&s->rx) != 0) ev |= VLS_EPOLLIN;
-  if (ev) vls__epoll_notify(w, s, ev);
+  vls__peer_rx(w, s);
+  if (vls_fifo_eof_sent(&s->rx)) vls__peer_fin(w, s);
 }
 
 int vls_accept_ct(vls_worker_t *w, uint64_t lh, uint32_t peer_id, uint64_t client_handle,
@@ -1080,6 +1077,33 @@ static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err) {
   vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLERR | VLS_EPOLLHUP | VLS_EPOLLRDHUP);
 }
 
+/* The peer's bytes arrived (its RX event, or found on the pair when we attach it). The writer
+ * sets has_event after its bytes are visible, so a reader that was awake may have read them (and
+ * re-armed) before the flag went up: an event then finds the fifo empty with the flag set, and
+ * the writer's next bytes would signal nobody. Re-arm here (with the re-check) and report only
+ * bytes that are really there. */
+static void vls__peer_rx(vls_worker_t *w, vls_session_t *s) {
+  int report = 1;
+  vls_ct_shared_t *ct = s->ct;
+  vls__slock(s);
+  if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) == 0) report = 0;
+  vls__sunlock(s, ct);
+  if (report) vls__epoll_notify(w, s, VLS_EPOLLIN);
+}
+
+/* The peer will send no more (its FIN event, or its eof found on the pair when we attach it). A
+ * session the application closed already is done with. */
+static void vls__peer_fin(vls_worker_t *w, vls_session_t *s) {
+  s->flags |= VLS_SF_PEER_SHUT_WR;
+  if (s->flags & VLS_SF_APP_GONE) {
+    vls__session_finish(w, s);
+    return;
+  }
+  if (s->state == VLS_SS_READY) s->state = VLS_SS_TRANSPORT_CLOSING;
+  vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLRDHUP |
+                              ((s->flags & VLS_SF_SHUT_WR) ? VLS_EPOLLHUP : 0));
+}
+
 static void vls__apply(vls_worker_t *w, const vls_evt_t *e) {
   w->evts_in++;
   if (e->type == VLS_EVT_CT_FREE) {
@@ -1101,33 +1125,16 @@ static void vls__apply(vls_worker_t *w, const vls_evt_t *e) {
     return;
   }
   switch (e->type) {
-  case VLS_EVT_RX: {
-    /* The writer sets has_event after its bytes are visible, so a reader that was awake may
-     * have read them (and re-armed) before the flag went up: this event then finds the fifo
-     * empty with the flag set, and the writer's next bytes would signal nobody. Re-arm here
-     * (with the re-check) and report only bytes that are really there. */
-    int report = 1;
-    vls_ct_shared_t *ct = s->ct;
-    vls__slock(s);
-    if (vls_fifo_max_dequeue(&s->rx) == 0 && vls_fifo_unset_event(&s->rx) == 0) report = 0;
-    vls__sunlock(s, ct);
-    if (report) vls__epoll_notify(w, s, VLS_EPOLLIN);
+  case VLS_EVT_RX:
+    vls__peer_rx(w, s);
     break;
-  }
   case VLS_EVT_TX:
     if (s->state == VLS_SS_CLOSING && vls_fifo_max_enqueue(&s->tx) == s->tx.size)
       s->state = VLS_SS_APP_CLOSED;
     vls__epoll_notify(w, s, VLS_EPOLLOUT);
     break;
   case VLS_EVT_FIN:
-    s->flags |= VLS_SF_PEER_SHUT_WR;
-    if (s->flags & VLS_SF_APP_GONE) {
-      vls__session_finish(w, s);
-      return;
-    }
-    if (s->state == VLS_SS_READY) s->state = VLS_SS_TRANSPORT_CLOSING;
-    vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLRDHUP |
-                                ((s->flags & VLS_SF_SHUT_WR) ? VLS_EPOLLHUP : 0));
+    vls__peer_fin(w, s);
     break;
   case VLS_EVT_RESET:
     vls__on_peer_gone(w, s, -ECONNRESET);
