@@ -109,6 +109,9 @@ interface Listing {
   ports: Set<number>;
   /** Entries found live since the names were read. */
   checked: Map<string, EndpointEntry>;
+  /** What lookup() answered for a proto, address and port since the names were read (the same
+   * answer while the registry is unchanged and the entry's process lives). */
+  answers: Map<string, EndpointEntry>;
 }
 
 /** The endpoint registry of one namespace. */
@@ -207,21 +210,31 @@ export class Registry {
     return undefined;
   }
 
-  /**
-   * Finds the endpoint a connection to address:port would reach, as the kernel would: an exact
-   * match first, then a wildcard listener (0.0.0.0 for IPv4 destinations, :: for both).
-   * A stale entry (its worker does not answer) is removed and skipped.
-   */
   /** Whether anything is published on this port (any address, any protocol): a memory load and a
    * set lookup while the registry is unchanged. */
   hasPort(port: number): boolean {
     return this.listing().ports.has(port);
   }
 
+  /**
+   * Finds the endpoint a connection to address:port would reach, as the kernel would: an exact
+   * match first, then a wildcard listener (0.0.0.0 for IPv4 destinations, :: for both).
+   * A stale entry (its worker does not answer) is removed and skipped.
+   */
   lookup(proto: Proto, address: string, port: number): EndpointEntry | undefined {
-    const { names, ports, checked } = this.listing();
+    const { names, ports, checked, answers } = this.listing();
     // The common miss (a port nobody published: the kernel path) ends here, with one stat.
     if (!ports.has(port)) return undefined;
+    // A repeated connect to the same endpoint: the answer found last time, if its process lives.
+    const key = `${proto} ${address} ${port}`;
+    const again = answers.get(key);
+    if (again && pidAlive(again.pid)) return again;
+    const e = this.find(proto, address, port, names, checked);
+    if (e) answers.set(key, e);
+    return e;
+  }
+
+  private find(proto: Proto, address: string, port: number, names: Set<string>, checked: Map<string, EndpointEntry>): EndpointEntry | undefined {
     const candidates = [address];
     const v4 = !address.includes(':');
     if (v4) candidates.push('0.0.0.0', '::');
@@ -253,6 +266,7 @@ export class Registry {
    */
   recheck(e: EndpointEntry): void {
     this.cache?.checked.delete(entryName(e.proto, e.address, e.port));
+    this.cache?.answers.clear();
     this.live(this.file(e.proto, e.address, e.port));
   }
 
@@ -282,7 +296,7 @@ export class Registry {
       const m = /_(\d+)$/.exec(n);
       if (m) ports.add(Number(m[1]));
     }
-    this.cache = { gen, names, ports, checked: new Map() };
+    this.cache = { gen, names, ports, checked: new Map(), answers: new Map() };
     return this.cache;
   }
 

@@ -42,10 +42,13 @@ const kVls = Symbol('vls.listener');
 const listening = new Set<ServerX>();
 const kTransport = Symbol('vls.transport');
 const kV6Only = Symbol('vls.v6only');
+const kDualStack = Symbol('vls.dualStack');
 
 type ServerX = net.Server & {
   [kVls]?: VlsListener;
   [kV6Only]?: boolean;
+  /** Whether the published address is IPv6 (peers are shown as a dual-stack socket shows them). */
+  [kDualStack]?: boolean;
   _connections: number;
   allowHalfOpen: boolean;
   pauseOnConnect: boolean;
@@ -75,14 +78,23 @@ function nextLocalPort(): number {
   return ephemeral;
 }
 
+/** The family of an IP address (or of a host name: IPv4, as net shows one before it is resolved);
+ * only IPv6 addresses contain a colon, so no parse is needed. */
 function familyOf(address: string): 'IPv4' | 'IPv6' {
-  return net.isIPv6(address) ? 'IPv6' : 'IPv4';
+  return address.includes(':') ? 'IPv6' : 'IPv4';
 }
 
 /** The IPv4 address inside a v4-mapped IPv6 one (::ffff:127.0.0.1), else undefined. */
 function unmapped(address: string): string | undefined {
+  if (!address.startsWith('::')) return undefined;
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return m?.[1] !== undefined && net.isIPv4(m[1]) ? m[1] : undefined;
+}
+
+/** An IP address as a listener of that family shows it (see onSessionConnection). */
+function peerView(a: string, v6: boolean): string {
+  if (v6) return a.includes(':') ? a : `::ffff:${a}`;
+  return unmapped(a) ?? a;
 }
 
 /** Where a connect really goes: the kernel takes 0.0.0.0 and :: to mean this host. */
@@ -94,7 +106,7 @@ function effectiveDestination(address: string): string {
 
 /** The source address the kernel picks for a local destination: 127.0.0.1 for all of 127/8. */
 function sourceFor(dst: string): string {
-  const v4 = net.isIPv4(dst) ? dst : unmapped(dst);
+  const v4 = dst.includes(':') ? unmapped(dst) : dst;
   if (v4 === undefined || !v4.startsWith('127.')) return dst;
   return v4 === dst ? '127.0.0.1' : '::ffff:127.0.0.1';
 }
@@ -319,6 +331,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       const l = worker.listen({ address: addr.address, port: addr.port, v6only: server[kV6Only] === true && addr.address === '::' });
       l.unref(); // the kernel listener already holds the loop (and honours server.unref())
       server[kVls] = l;
+      server[kDualStack] = addr.family === 'IPv6';
       l.on('connection', (s: VlsSession) => onSessionConnection(server, s));
       listening.add(server);
       // Kernel connections too (peers that are not intercepted), so `vls stat` lists them.
@@ -334,17 +347,18 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     let meta: ConnMeta;
     try {
       meta = JSON.parse(session.peerMeta?.toString() ?? '') as ConnMeta;
+      if (typeof meta.a !== 'string' || typeof meta.da !== 'string' || typeof meta.p !== 'number' || typeof meta.dp !== 'number') {
+        throw new TypeError('bad connect metadata');
+      }
     } catch {
       session.reset();
       return;
     }
     // Addresses as the listening socket's family shows them: an IPv6 (dual-stack) listener sees an
     // IPv4 peer as ::ffff:a.b.c.d, an IPv4 listener sees a v4-mapped dialler as plain IPv4.
-    const bound = server.address();
-    const v6 = bound !== null && typeof bound === 'object' && bound.family === 'IPv6';
-    const view = (a: string): string => (v6 ? (net.isIPv4(a) ? `::ffff:${a}` : a) : (unmapped(a) ?? a));
-    const la = view(meta.da);
-    const ra = view(meta.a);
+    const v6 = server[kDualStack] === true;
+    const la = peerView(meta.da, v6);
+    const ra = peerView(meta.a, v6);
     const local: SockAddr = { address: la, family: familyOf(la), port: meta.dp };
     const remote: SockAddr = { address: ra, family: familyOf(ra), port: meta.p };
     const handle = new SessionHandle(session, local, remote);
