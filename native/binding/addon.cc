@@ -75,8 +75,8 @@ class Worker : public Napi::ObjectWrap<Worker> {
   bool poll_auto_ = false;
   uint64_t cap_ns_ = 0;           // the fixed window, or the auto window's upper bound; 0: off
   uint64_t window_ns_ = 0;        // the window in force
-  uint64_t last_activity_ = 0;    // when the last batch of events was delivered
-  bool asleep_ = false;           // the loop may have blocked since then (no polling in force)
+  uint64_t last_activity_ = 0;    // when the last batch of events was delivered (the loop may
+                                  // have blocked since then unless busy_: no polling in force)
   uint64_t poll_hits_ = 0;        // events found by polling (no wake-up was needed)
   uint64_t poll_misses_ = 0;      // windows that ran out before an event came
   bool busy_ = false;
@@ -201,7 +201,6 @@ class Worker : public Napi::ObjectWrap<Worker> {
       return;
     }
     w->busy_ = false;
-    w->asleep_ = true;
     w->poll_misses_++;
     uv_idle_stop(w->idle_);
     vls_worker_set_busy_poll(vls_app_worker(w->app_), 0);
@@ -264,7 +263,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
       uint64_t now = uv_hrtime();
       if (busy_) {
         poll_hits_++;
-      } else if (poll_auto_ && asleep_) {
+      } else if (poll_auto_) {
         uint64_t gap = now - last_activity_;
         if (gap <= cap_ns_) {
           uint64_t want = std::max(window_ns_ * 2, gap + gap / 4);
@@ -276,11 +275,8 @@ class Worker : public Napi::ObjectWrap<Worker> {
       last_activity_ = now;
       if (!busy_ && window_ns_) {
         busy_ = true;
-        asleep_ = false;
         vls_worker_set_busy_poll(vls_app_worker(app_), 1);
         uv_idle_start(idle_, OnIdle);
-      } else if (!busy_) {
-        asleep_ = true;  // no window: the loop may block right after this batch
       }
     }
     // Events that found a peer's queue full are retried shortly; nothing else needs a timer.
@@ -346,8 +342,8 @@ class Worker : public Napi::ObjectWrap<Worker> {
       std::memcpy(&v, &fn, sizeof v);
       self.Set(name, Napi::Value(Env(), v));
     };
-    put("read", HotRead);
-    put("write", HotWrite);
+    put("read", HotIo<false>);
+    put("write", HotIo<true>);
     put("writev", HotWritev);
   }
 
@@ -375,21 +371,17 @@ class Worker : public Napi::ObjectWrap<Worker> {
     return static_cast<uint64_t>(args[0].As<v8::Number>()->Value());
   }
 
-  // read(h, buf, offset, length) -> bytes (0 at end) or -errno
-  static void HotRead(const v8::FunctionCallbackInfo<v8::Value> &args) {
+  // read(h, buf, offset, length) -> bytes (0 at end) or -errno; write(h, buf, offset, length) ->
+  // bytes or -errno.
+  template <bool kWrite>
+  static void HotIo(const v8::FunctionCallbackInfo<v8::Value> &args) {
     Worker *w = Self(args);
     uint32_t len;
     uint8_t *p = Span(args, &len);
-    int rv = !w->app_ ? -EBADF : !p ? -EINVAL : vls_read(w->W(), HandleArg(args), p, len);
-    args.GetReturnValue().Set(rv);
-  }
-
-  // write(h, buf, offset, length) -> bytes or -errno
-  static void HotWrite(const v8::FunctionCallbackInfo<v8::Value> &args) {
-    Worker *w = Self(args);
-    uint32_t len;
-    uint8_t *p = Span(args, &len);
-    int rv = !w->app_ ? -EBADF : !p ? -EINVAL : vls_write(w->W(), HandleArg(args), p, len);
+    int rv = !w->app_ ? -EBADF
+             : !p     ? -EINVAL
+             : kWrite ? vls_write(w->W(), HandleArg(args), p, len)
+                      : vls_read(w->W(), HandleArg(args), p, len);
     args.GetReturnValue().Set(rv);
   }
 

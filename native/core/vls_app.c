@@ -478,10 +478,14 @@ static void vls__known_forget(vls_ctrl_conn_t *c, uint64_t lh, uint64_t tag) {
   if (i >= 0) c->known[i] = c->known[--c->n_known];
 }
 
-static int vls__pending_find(vls_app_t *app, uint32_t ci, uint64_t ch) {
+/* Take connect ch on control connection ci off the pending list: 1 if it was there. */
+static int vls__take_pending(vls_app_t *app, uint32_t ci, uint64_t ch) {
   for (uint32_t i = 0; i < app->n_pending; i++)
-    if (app->pending[i].conn == ci && app->pending[i].ch == ch) return (int)i;
-  return -1;
+    if (app->pending[i].conn == ci && app->pending[i].ch == ch) {
+      app->pending[i] = app->pending[--app->n_pending];
+      return 1;
+    }
+  return 0;
 }
 
 /* Connect over a control connection whose hello is done: make the pair and tell the acceptor
@@ -546,9 +550,7 @@ static void vls__run_pending(vls_app_t *app, uint32_t ci) {
 /* The listener accepted a connect that waited for its answer: connected. It is known now. */
 static void vls__on_connect_ok(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m) {
   vls__known_add(&app->conns[ci], m->b, m->c);
-  int i = vls__pending_find(app, ci, m->a);
-  if (i < 0) return; /* the application closed it meanwhile */
-  app->pending[i] = app->pending[--app->n_pending];
+  if (!vls__take_pending(app, ci, m->a)) return; /* the application closed it meanwhile */
   vls_app_evt_t e = {.type = VLS_AE_CONNECTED, .handle = m->a};
   vls__evq_push(app, &e);
 }
@@ -561,9 +563,7 @@ static void vls__on_connect_ok(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t
 static void vls__on_connect_err(vls_app_t *app, uint32_t ci, const vls_ctrl_msg_t *m) {
   vls_ctrl_conn_t *c = &app->conns[ci];
   vls__known_forget(c, m->b, m->c);
-  int i = vls__pending_find(app, ci, m->a);
-  if (i >= 0) {
-    app->pending[i] = app->pending[--app->n_pending];
+  if (vls__take_pending(app, ci, m->a)) {
     int err = m->err < 0 && m->err > -4096 ? m->err : -ECONNREFUSED;
     vls_connect_refused(app->w, m->a, c->peer_id, m->d, err);
     vls_app_evt_t e = {.type = VLS_AE_CONNECT_FAILED, .handle = m->a, .err = err};
