@@ -43,6 +43,10 @@ export interface NativeWorkerStats {
   pollHits: number;
   /** Polling windows that ran out before an event came. */
   pollMisses: number;
+  /** Bulk reads (readChunk) made in this process, every thread: blocks taken from the receive pool. */
+  recvPoolTakes: number;
+  /** 64 KiB blocks the receive pool holds for reuse (all go back to malloc a second after reads stop). */
+  recvPoolFree: number;
 }
 
 /** The addon's worker: every method returns >= 0 or a negative errno (never throws). */
@@ -65,6 +69,8 @@ export interface NativeWorker {
   write(h: number, buf: Uint8Array, offset: number, length: number): number;
   writev(h: number, bufs: Uint8Array[], allOrNothing: boolean): number;
   read(h: number, buf: Uint8Array, offset: number, length: number): number;
+  /** Up to 64 KiB as a Buffer over a block of the receive pool, 0 at end of stream, or -errno. */
+  readChunk(h: number): Buffer | number;
   shutdown(h: number, how: number): number;
   close(h: number): number;
   reset(h: number): number;

@@ -135,9 +135,13 @@ export class SessionHandle {
       let asked: number;
       try {
         if (this.bigReads) {
-          chunk = Buffer.allocUnsafeSlow(READ_CHUNK);
+          const r = s.readChunk();
           asked = READ_CHUNK;
-          n = s.read(chunk, 0, asked);
+          if (r === null || r === 0) n = r;
+          else {
+            chunk = r;
+            n = r.length;
+          }
         } else {
           if (SLAB - slabUsed < SLAB_MIN_ROOM) {
             slab = new ArrayBuffer(SLAB);
@@ -163,9 +167,7 @@ export class SessionHandle {
         return;
       }
       this.bytesRead += n;
-      if (chunk) {
-        if (n < asked) chunk = chunk.subarray(0, n);
-      } else {
+      if (!chunk) {
         chunk = Buffer.from(slab as ArrayBuffer, slabUsed, n);
         slabUsed += (n + 7) & ~7;
       }

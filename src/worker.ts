@@ -124,6 +124,18 @@ export class VlsSession extends Refable {
     return rv;
   }
 
+  /**
+   * Reads up to 64 KiB into a Buffer of the layer's own (its memory is reused once the Buffer is
+   * garbage); returns it, 0 at end of stream, or null when nothing is there yet. Throws as read().
+   */
+  readChunk(): Buffer | 0 | null {
+    const rv = this.worker.native.readChunk(this.handle);
+    if (typeof rv !== 'number') return rv;
+    if (rv === EAGAIN) return null;
+    if (rv < 0) throw errnoException(rv, 'read');
+    return 0;
+  }
+
   /** Half-close: the peer reads everything written so far, then end of stream. */
   end(): void {
     const rv = this.worker.native.shutdown(this.handle, 1);

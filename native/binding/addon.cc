@@ -19,8 +19,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "vls_app.h"
@@ -32,6 +35,72 @@ constexpr int kBatch = 256;
 constexpr int kRec = 5;
 constexpr uint64_t kMinWindowNs = 2000;  // an auto window shrunk below this is no window
 constexpr int kSpinsPerTurn = 4;         // yields (each followed by a look) per loop turn while polling
+
+// Blocks that bulk reads land in, each handed to JS as the memory of a Buffer and taken back when
+// V8 frees that Buffer (on whichever thread frees it: the deleter may run on a GC helper thread).
+// The garbage collector frees such Buffers in batches tens of MiB apart; given back to malloc,
+// each batch is freed memory that malloc trims and the next reads fault back in, page by page
+// (two to four faults per 64 KiB read, a tenth of a bulk receiver's time). Kept here instead, a
+// block is reused as it is. Free blocks beyond kMaxFree go back to malloc; a second after reads
+// stop (in every thread), all free blocks do, and so do those freed later, until reads start again:
+// an idle process keeps none.
+class RecvPool {
+ public:
+  static constexpr size_t kBlock = 64 * 1024;
+  static constexpr size_t kMaxFree = 1024;  // 64 MiB
+
+  static void *Take() {
+    takes_.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      keep_ = true;
+      if (!free_.empty()) {
+        void *b = free_.back();
+        free_.pop_back();
+        return b;
+      }
+    }
+    return std::malloc(kBlock);
+  }
+
+  static void Give(void *b) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (keep_ && free_.size() < kMaxFree) {
+        free_.push_back(b);
+        return;
+      }
+    }
+    std::free(b);
+  }
+
+  static void Deleter(void *data, size_t, void *) { Give(data); }
+
+  static uint64_t Takes() { return takes_.load(std::memory_order_relaxed); }
+
+  static size_t FreeBlocks() {
+    std::lock_guard<std::mutex> g(mu_);
+    return free_.size();
+  }
+
+  // Gives every free block back to malloc, and those freed later too, until the next Take().
+  static void Release() {
+    std::vector<void *> out;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      keep_ = false;
+      out.swap(free_);
+    }
+    for (void *b : out) std::free(b);
+  }
+
+ private:
+  // Never destroyed: a Buffer may be freed during exit, after static destructors would have run.
+  static inline std::mutex &mu_ = *new std::mutex;
+  static inline std::vector<void *> &free_ = *new std::vector<void *>;
+  static inline bool keep_ = false;  // under mu_
+  static inline std::atomic<uint64_t> takes_{0};
+};
 
 inline uint64_t ToHandle(const Napi::Value &v) {
   return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
@@ -80,6 +149,11 @@ class Worker : public Napi::ObjectWrap<Worker> {
   uint64_t poll_hits_ = 0;        // events found by polling (no wake-up was needed)
   uint64_t poll_misses_ = 0;      // windows that ran out before an event came
   bool busy_ = false;
+  uv_timer_t *pool_timer_ = nullptr;  // gives the receive pool's free blocks back once reads stop
+  bool pool_armed_ = false;
+  uint64_t pool_takes_ = 0;           // RecvPool::Takes() when the timer was armed
+  uint64_t pool_reads_ = 0;           // readChunk calls that returned a Buffer
+  v8::Global<v8::Object> buffer_proto_;  // Buffer.prototype, for the Buffers readChunk makes
   Napi::FunctionReference on_events_;
   Napi::Reference<Napi::Float64Array> batch_;
   Napi::AsyncContext *ctx_ = nullptr;
@@ -96,6 +170,9 @@ class Worker : public Napi::ObjectWrap<Worker> {
     uv_close(reinterpret_cast<uv_handle_t *>(io_poll_), [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
     uv_close(reinterpret_cast<uv_handle_t *>(timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     uv_close(reinterpret_cast<uv_handle_t *>(idle_), [](uv_handle_t *h) { delete reinterpret_cast<uv_idle_t *>(h); });
+    uv_close(reinterpret_cast<uv_handle_t *>(pool_timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    pool_timer_ = nullptr;
+    pool_armed_ = false;
     poll_ = nullptr;
     io_poll_ = nullptr;
     timer_ = nullptr;
@@ -107,6 +184,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
     ctx_ = nullptr;
     on_events_.Reset();
     batch_.Reset();
+    buffer_proto_.Reset();
   }
 
   // attach(dir, fifoSize, segmentSize, mqSize, secret: Buffer(32), onEvents, pollUsec) -> index or -errno
@@ -153,6 +231,10 @@ class Worker : public Napi::ObjectWrap<Worker> {
     uv_timer_init(loop, timer_);
     timer_->data = this;
     uv_unref(reinterpret_cast<uv_handle_t *>(timer_));
+    pool_timer_ = new uv_timer_t;
+    uv_timer_init(loop, pool_timer_);
+    pool_timer_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t *>(pool_timer_));
     on_events_ = Napi::Persistent(info[5].As<Napi::Function>());
     batch_ = Napi::Persistent(Napi::Float64Array::New(env, kBatch * kRec));
     ctx_ = new Napi::AsyncContext(env, "node-vls");
@@ -183,6 +265,24 @@ class Worker : public Napi::ObjectWrap<Worker> {
   }
 
   static void OnTimer(uv_timer_t *h) { static_cast<Worker *>(h->data)->Pump(0); }
+
+  static constexpr uint64_t kPoolIdleMs = 1000;
+  static constexpr uint64_t kPoolLookEvery = 8;  // 512 KiB of 64 KiB reads
+
+  void ArmPoolRelease() {
+    pool_armed_ = true;
+    pool_takes_ = RecvPool::Takes();
+    uv_timer_start(pool_timer_, OnPoolTimer, kPoolIdleMs, 0);
+  }
+
+  // A second after the last look: reads still going on (in any thread) look again later; else
+  // the free blocks go back to malloc.
+  static void OnPoolTimer(uv_timer_t *h) {
+    Worker *w = static_cast<Worker *>(h->data);
+    if (RecvPool::Takes() != w->pool_takes_) return w->ArmPoolRelease();
+    w->pool_armed_ = false;
+    RecvPool::Release();
+  }
 
   // Busy polling: each turn of the loop looks at the queue (shared memory, no syscall) while the
   // window after the last activity lasts; then the worker announces sleep and the loop may block.
@@ -344,7 +444,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
     };
     put("read", HotIo<false>);
     put("write", HotIo<true>);
+    put("readChunk", HotReadChunk);
     put("writev", HotWritev);
+    // Buffer.prototype, taken from a Buffer as Node makes it.
+    napi_value any = Napi::Buffer<uint8_t>::New(Env(), 0);
+    v8::Local<v8::Object> sample;
+    std::memcpy(static_cast<void *>(&sample), &any, sizeof any);
+    buffer_proto_.Reset(iso, sample->GetPrototype().As<v8::Object>());
   }
 
   static Worker *Self(const v8::FunctionCallbackInfo<v8::Value> &args) {
@@ -383,6 +489,40 @@ class Worker : public Napi::ObjectWrap<Worker> {
              : kWrite ? vls_write(w->W(), HandleArg(args), p, len)
                       : vls_read(w->W(), HandleArg(args), p, len);
     args.GetReturnValue().Set(rv);
+  }
+
+  // readChunk(h) -> a Buffer of up to 64 KiB read into a block of the receive pool (RecvPool), 0 at
+  // end of stream, or -errno. What a bulk reader asks for: no Buffer of its own to allocate, and
+  // the block comes back to the pool when V8 frees the Buffer.
+  static void HotReadChunk(const v8::FunctionCallbackInfo<v8::Value> &args) {
+    Worker *w = Self(args);
+    if (!w->app_) return args.GetReturnValue().Set(-EBADF);
+    if (args.Length() < 1 || !args[0]->IsNumber()) return args.GetReturnValue().Set(-EINVAL);
+    void *block = RecvPool::Take();
+    if (!block) return args.GetReturnValue().Set(-ENOMEM);
+    int rv = vls_read(w->W(), HandleArg(args), static_cast<uint8_t *>(block), RecvPool::kBlock);
+    if (rv <= 0) {
+      RecvPool::Give(block);
+      return args.GetReturnValue().Set(rv);
+    }
+    if (!w->pool_armed_) w->ArmPoolRelease();
+    v8::Isolate *iso = args.GetIsolate();
+    // V8 schedules a young-generation GC by the bytes of young ArrayBuffers, but it looks at them
+    // only when it allocates an ArrayBuffer's memory itself, which Buffers over pool blocks never
+    // make it do. Without a look, the young Buffers of a bulk stream pile up until the external
+    // memory limit forces a full mark-compact (a third of the receiver's time, measured), and
+    // their blocks come back late. So every kPoolLookEvery-th read has V8 allocate a 1-byte
+    // ArrayBuffer: the look that frees the stream's spent Buffers every few tens of MiB, as it
+    // does for Buffers Node allocates.
+    if (++w->pool_reads_ % kPoolLookEvery == 0) (void)v8::ArrayBuffer::New(iso, 1);
+    // The whole block is the Buffer's backing store, so V8 accounts for all of it.
+    std::shared_ptr<v8::BackingStore> bs =
+        v8::ArrayBuffer::NewBackingStore(block, RecvPool::kBlock, RecvPool::Deleter, nullptr);
+    v8::Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(iso, std::move(bs));
+    v8::Local<v8::Uint8Array> buf = v8::Uint8Array::New(ab, 0, static_cast<size_t>(rv));
+    // What node::Buffer::New does: a Uint8Array with Buffer.prototype.
+    if (buf->SetPrototype(iso->GetCurrentContext(), w->buffer_proto_.Get(iso)).IsNothing()) return;
+    args.GetReturnValue().Set(buf);
   }
 
   // writev(h, [buffers], allOrNothing) -> bytes or -errno
@@ -472,6 +612,8 @@ class Worker : public Napi::ObjectWrap<Worker> {
     o.Set("pollWindowUsec", static_cast<double>(window_ns_) / 1000.0);
     o.Set("pollHits", static_cast<double>(poll_hits_));
     o.Set("pollMisses", static_cast<double>(poll_misses_));
+    o.Set("recvPoolTakes", static_cast<double>(RecvPool::Takes()));
+    o.Set("recvPoolFree", static_cast<double>(RecvPool::FreeBlocks()));
     return o;
   }
 
