@@ -172,6 +172,9 @@ class Worker : public Napi::ObjectWrap<Worker> {
     uv_close(reinterpret_cast<uv_handle_t *>(idle_), [](uv_handle_t *h) { delete reinterpret_cast<uv_idle_t *>(h); });
     uv_close(reinterpret_cast<uv_handle_t *>(pool_timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     pool_timer_ = nullptr;
+    // Its release is not coming any more: give the free blocks back now (another thread that
+    // still reads takes new ones).
+    if (pool_armed_) RecvPool::Release();
     pool_armed_ = false;
     poll_ = nullptr;
     io_poll_ = nullptr;
