@@ -40,7 +40,6 @@ export type TransportReason = 'published' | 'not-published' | 'disabled' | 'erro
 
 const kVls = Symbol('vls.listener');
 const listening = new Set<ServerX>();
-const kTransport = Symbol('vls.transport');
 const kV6Only = Symbol('vls.v6only');
 const kDualStack = Symbol('vls.dualStack');
 
@@ -59,7 +58,6 @@ type ServerX = net.Server & {
 
 type SocketX = Omit<net.Socket, 'connecting'> & {
   connecting: boolean;
-  [kTransport]?: TransportReason;
   _handle: unknown;
   _peername: unknown;
   _sockname: unknown;
@@ -247,22 +245,27 @@ function inClusterRoundRobin(): boolean {
 }
 
 /**
- * The sockets this thread has seen (client connects and server connections), for `vls stat`. A destroyed socket leaves the set at the next
- * sweep: when the set has doubled since the last one (at least SWEEP_MIN entries), and before
- * each stat. So tracking a connection costs one set insertion - no 'close' listener per socket -
- * and at most about as many closed sockets as live ones (or SWEEP_MIN) are held a little longer.
+ * The sockets this thread has seen (client connects and server connections), for `vls stat`, each
+ * with why it took its transport. A destroyed socket leaves the map at the next sweep: when the
+ * map has doubled since the last one (at least SWEEP_MIN entries), and before each stat. So
+ * tracking a connection costs one map insertion - no 'close' listener per socket, and no property
+ * of ours on it (one would give net's sockets a second hidden class, and its property accesses
+ * megamorphic inline caches: measured on the passthrough connect path) - and at most about as
+ * many closed sockets as live ones (or SWEEP_MIN) are held a little longer.
  */
-const tracked = new Set<SocketX>();
+const tracked = new Map<SocketX, TransportReason>();
 const SWEEP_MIN = 256;
 let sweepAt = SWEEP_MIN;
 function sweep(): void {
-  for (const s of tracked) if (s.destroyed) tracked.delete(s);
+  for (const s of tracked.keys()) if (s.destroyed) tracked.delete(s);
   sweepAt = Math.max(SWEEP_MIN, tracked.size * 2);
 }
 
-function track(socket: SocketX): void {
-  if (tracked.has(socket)) return;
-  tracked.add(socket);
+/** Tracks the socket with the reason for its transport; without a reason, a socket already
+ * tracked keeps its own (a new one is 'not-published' until told otherwise). */
+function track(socket: SocketX, reason?: TransportReason): void {
+  if (reason === undefined && tracked.has(socket)) return;
+  tracked.set(socket, reason ?? 'not-published');
   if (tracked.size >= sweepAt) sweep();
 }
 
@@ -270,7 +273,7 @@ function describe(s: SocketX): Record<string, unknown> {
   const h = s._handle;
   const row: Record<string, unknown> = {
     transport: h instanceof SessionHandle ? 'cut-through' : 'kernel',
-    reason: s[kTransport] ?? 'not-published',
+    reason: tracked.get(s) ?? 'not-published',
     side: s.server ? 'server' : 'client',
     state: s.connecting ? 'connecting' : s.readyState,
     local: `${s.localAddress ?? '?'}:${s.localPort ?? '?'}`,
@@ -297,7 +300,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   const statProvider = (): unknown[] => {
     const rows: unknown[] = [];
     sweep();
-    for (const s of tracked) rows.push(describe(s));
+    for (const s of tracked.keys()) rows.push(describe(s));
     for (const srv of listening) {
       const a = srv.address();
       if (a && typeof a !== 'string') rows.push({ transport: srv[kVls] ? 'published' : 'kernel', side: 'listener', local: `${a.address}:${a.port}`, connections: srv._connections });
@@ -384,7 +387,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       writableHighWaterMark: server.highWaterMark,
     } as net.SocketConstructorOpts) as SocketX;
     handle.attachSocket(socket);
-    socket[kTransport] = 'published';
+    track(socket, 'published');
     server._connections++;
     socket.server = server;
     socket._server = server;
@@ -443,8 +446,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     if (quick !== undefined && !this._handle && !this._parent && !(this instanceof tls.TLSSocket)) {
       const worker = workerNow();
       if (worker && !worker.registry.hasPort(quick)) {
-        track(this);
-        this[kTransport] = 'not-published';
+        track(this, 'not-published');
         return origConnect.apply(this, args);
       }
     }
@@ -467,20 +469,16 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       Number(options.port) === 0 ||
       hasUserBuffer(options)
     ) {
-      if (this instanceof tls.TLSSocket) this[kTransport] = 'disabled';
       return origConnect.call(this, normalized);
     }
     const port = Number(options.port);
     const worker = workerNow();
-    if (!worker) {
-      this[kTransport] = 'error';
-      return origConnect.call(this, normalized);
-    }
+    if (!worker) return origConnect.call(this, normalized);
     track(this);
     if (addressType) {
       const entry = findEndpoint(worker, host, port);
       if (!entry) {
-        this[kTransport] = 'not-published';
+        track(this, 'not-published');
         return origConnect.call(this, normalized);
       }
       const handle = beginConnect(this, cb, host, port);
@@ -529,7 +527,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       if (!first || !entry) {
         // net connects, and sees exactly the answer this lookup got.
         this._handle = null;
-        this[kTransport] = 'not-published';
+        track(this, 'not-published');
         const replay = (h: string, o: { all?: boolean }, done: (...r: unknown[]) => void): void => {
           if (Boolean(o?.all) === multi) done(...result);
           else (lookup as (h: string, o: unknown, cb: (...r: unknown[]) => void) => void)(h, o, done);
@@ -568,7 +566,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     (socket as unknown as { _undestroy(): void })._undestroy();
     socket._sockname = null;
     handle.attachSocket(socket);
-    socket[kTransport] = 'published';
+    track(socket, 'published');
     socket._unrefTimer();
     socket.connecting = true;
     return handle;
@@ -633,7 +631,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     const viaKernel = (reason: TransportReason): void => {
       release();
       socket._handle = null;
-      socket[kTransport] = reason;
+      track(socket, reason);
       // net makes its own attempt: the one reported for the cut-through does not count twice.
       if (attempted) skipNextEmit(socket, 'connectionAttempt');
       origConnect.call(socket, { ...options, host: address });
@@ -704,7 +702,3 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   };
 }
 
-/** The transport a socket took, if the layer saw it. */
-export function transportOf(socket: net.Socket): TransportReason | undefined {
-  return (socket as SocketX)[kTransport];
-}
