@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // 4. Connect rate: connect, write 1 byte, read the echo, close; one connection after the other.
-//   node bench/connect.js [--quick] [--runs N] [--conns N] [--placements same,split,unpinned]
+//   node bench/connect.js [--quick] [--runs N] [--conns N] [--warmup N] [--placements same,split,unpinned]
 //                         [--variants tcp,unix,layer] [--json]
 // Each connection is timed from net.connect() to its echoed byte (HDR histogram, ns -> µs);
 // connections/s is the whole sequence (closes included) over its wall time.
@@ -115,7 +115,10 @@ async function run(opts = {}, log = () => {}) {
   const cfg = {
     runs: opts.runs || (quick ? 1 : 5),
     conns: opts.conns || (quick ? 300 : 1000),
-    warmup: opts.warmup || (quick ? 100 : 300),
+    // Unmeasured connections first, until V8 has compiled both sides' per-connection code: with
+    // 300, TCP's own p50 was 364 µs on one CPU, with 2,000 172 µs, with 5,000 143 µs (the
+    // layer's went 394, 179, 168), so a short warm-up measured the JIT, not connection setup.
+    warmup: opts.warmup || (quick ? 100 : 5000),
   };
   const placements = c.checkPlacements(opts.placements || ['same', 'unpinned', 'split']);
   const variants = c.checkVariants(opts.variants || ['tcp', 'unix', 'layer'], Object.keys(VARIANTS));
@@ -127,7 +130,7 @@ async function run(opts = {}, log = () => {}) {
     tables[pl] = new c.Table({
       id: `connect.${pl}`,
       setup: c.PLACEMENTS[pl].short,
-      title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} sequential connections per run, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
+      title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} sequential connections per run after ${cfg.warmup} unmeasured, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
       variants: variants.map((v) => VARIANTS[v]),
       metrics: [
         { id: 'p50', label: 'connect->echo p50 µs', short: 'p50', decimals: 1 },

@@ -74,7 +74,7 @@ async function run(opts = {}, log = () => {}) {
   const cfg = {
     runs: opts.runs || (quick ? 1 : 6),
     conns: opts.conns || (quick ? 300 : 2000),
-    warmup: quick ? 100 : 300,
+    warmup: quick ? 100 : 5000, // as the connect benchmark: past V8's warm-up of both clients
     iters: opts.iters || (quick ? 3000 : 20000),
     ppWarmup: quick ? 500 : 2000,
   };
@@ -85,7 +85,7 @@ async function run(opts = {}, log = () => {}) {
     tables[pl] = new c.Table({
       id: `passthrough.${pl}`,
       setup: c.PLACEMENTS[pl].short,
-      title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} connect+echo+close, then ${cfg.iters} ping-pong round trips, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
+      title: `${c.PLACEMENTS[pl].label}: ${cfg.conns} connect+echo+close (after ${cfg.warmup} unmeasured), then ${cfg.iters} ping-pong round trips, median [min-max] of ${c.plural(cfg.runs, 'run')}`,
       variants: variants.map((v) => VARIANTS[v]),
       metrics: [
         { id: 'connMean', label: 'connect+echo+close µs (mean)', short: 'conn', decimals: 1 },
