@@ -18,6 +18,7 @@ export interface SockAddr {
   port: number;
 }
 
+/** What a bulk read asks for: the addon's receive pool block (RecvPool::kBlock) is this size. */
 const READ_CHUNK = 64 * 1024;
 /** Reads at least this large switch a session to a fresh buffer per read. */
 const BIG_READ = 16 * 1024;
