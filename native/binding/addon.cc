@@ -150,8 +150,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
   uint64_t poll_misses_ = 0;      // windows that ran out before an event came
   bool busy_ = false;
   uv_timer_t *pool_timer_ = nullptr;  // gives the receive pool's free blocks back once reads stop
-  bool pool_armed_ = false;
-  uint64_t pool_takes_ = 0;           // RecvPool::Takes() when the timer was armed
+  uint64_t pool_takes_ = 0;           // RecvPool::Takes() when the timer was started
   uint64_t pool_reads_ = 0;           // readChunk calls that returned a Buffer
   v8::Global<v8::Object> buffer_proto_;  // Buffer.prototype, for the Buffers readChunk makes
   Napi::FunctionReference on_events_;
@@ -170,12 +169,11 @@ class Worker : public Napi::ObjectWrap<Worker> {
     uv_close(reinterpret_cast<uv_handle_t *>(io_poll_), [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
     uv_close(reinterpret_cast<uv_handle_t *>(timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     uv_close(reinterpret_cast<uv_handle_t *>(idle_), [](uv_handle_t *h) { delete reinterpret_cast<uv_idle_t *>(h); });
+    // A release still due is not coming any more: give the free blocks back now (another thread
+    // that still reads takes new ones).
+    if (uv_is_active(reinterpret_cast<uv_handle_t *>(pool_timer_))) RecvPool::Release();
     uv_close(reinterpret_cast<uv_handle_t *>(pool_timer_), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
     pool_timer_ = nullptr;
-    // Its release is not coming any more: give the free blocks back now (another thread that
-    // still reads takes new ones).
-    if (pool_armed_) RecvPool::Release();
-    pool_armed_ = false;
     poll_ = nullptr;
     io_poll_ = nullptr;
     timer_ = nullptr;
@@ -273,7 +271,6 @@ class Worker : public Napi::ObjectWrap<Worker> {
   static constexpr uint64_t kPoolLookEvery = 8;  // 512 KiB of 64 KiB reads
 
   void ArmPoolRelease() {
-    pool_armed_ = true;
     pool_takes_ = RecvPool::Takes();
     uv_timer_start(pool_timer_, OnPoolTimer, kPoolIdleMs, 0);
   }
@@ -283,7 +280,6 @@ class Worker : public Napi::ObjectWrap<Worker> {
   static void OnPoolTimer(uv_timer_t *h) {
     Worker *w = static_cast<Worker *>(h->data);
     if (RecvPool::Takes() != w->pool_takes_) return w->ArmPoolRelease();
-    w->pool_armed_ = false;
     RecvPool::Release();
   }
 
@@ -508,15 +504,15 @@ class Worker : public Napi::ObjectWrap<Worker> {
       RecvPool::Give(block);
       return args.GetReturnValue().Set(rv);
     }
-    if (!w->pool_armed_) w->ArmPoolRelease();
+    if (!uv_is_active(reinterpret_cast<uv_handle_t *>(w->pool_timer_))) w->ArmPoolRelease();
     v8::Isolate *iso = args.GetIsolate();
     // V8 schedules a young-generation GC by the bytes of young ArrayBuffers, but it looks at them
     // only when it allocates an ArrayBuffer's memory itself, which Buffers over pool blocks never
     // make it do. Without a look, the young Buffers of a bulk stream pile up until the external
     // memory limit forces full mark-compacts (measured: the receiver took 1.7 times the CPU per
-    // GiB, and the stream ran at two thirds of the speed), and their blocks come back late. So every kPoolLookEvery-th read has V8 allocate a 1-byte
-    // ArrayBuffer: the look that frees the stream's spent Buffers every few tens of MiB, as it
-    // does for Buffers Node allocates.
+    // GiB, and the stream ran at two thirds of the speed), and their blocks come back late. So
+    // every kPoolLookEvery-th read has V8 allocate a 1-byte ArrayBuffer: the look that frees the
+    // stream's spent Buffers every few tens of MiB, as it does for Buffers Node allocates.
     if (++w->pool_reads_ % kPoolLookEvery == 0) (void)v8::ArrayBuffer::New(iso, 1);
     // The whole block is the Buffer's backing store, so V8 accounts for all of it.
     std::shared_ptr<v8::BackingStore> bs =

@@ -82,7 +82,7 @@ typedef struct vls_pending {
   uint64_t ch;
   uint32_t conn;
   uint64_t lh, tag;
-  uint16_t meta_len;
+  uint16_t meta_len; /* the CONNECT's metadata, kept only while it waits for the hello */
   uint8_t meta[VLS_META_MAX];
 } vls_pending_t;
 
@@ -770,8 +770,11 @@ int vls_app_connect(vls_app_t *app, const char *peer_sock, uint64_t lh, uint64_t
   p->conn = ci;
   p->lh = lh;
   p->tag = tag;
-  p->meta_len = (uint16_t)meta_len;
-  if (meta_len) memcpy(p->meta, meta, meta_len);
+  p->meta_len = 0;
+  if (!c->peer_id) { /* its CONNECT goes out after the hello, with this */
+    p->meta_len = (uint16_t)meta_len;
+    if (meta_len) memcpy(p->meta, meta, meta_len);
+  }
   return 0;
 }
 

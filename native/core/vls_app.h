@@ -56,7 +56,7 @@ typedef struct vls_app_cfg {
 
 #define VLS_APP_EVTS(X)                                                                            \
   X(ACCEPT)         /* handle: listener, handle2: new session, meta: the connector's */             \
-  X(CONNECTED)      /* handle: session (a connect that waited for a hello) */                       \
+  X(CONNECTED)      /* handle: session (a connect that waited for the listener's answer) */         \
   X(CONNECT_FAILED) /* handle: session, err */                                                      \
   X(IO)             /* handle: session, events: EPOLL bits (edge-triggered) */                      \
   X(PEER_DOWN)      /* handle: peer worker index, err: why */                                     \
