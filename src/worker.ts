@@ -79,6 +79,10 @@ export class VlsSession extends Refable {
   peerMeta: Buffer | undefined;
   /** 'connecting' | 'open' | 'closed'. */
   status: 'connecting' | 'open' | 'closed';
+  /** @internal Readiness that came before 'connect', or in the same turn of the loop after it
+   * (delivered after it: see announce): the application attaches its 'readable' listener on
+   * 'connect', and readiness is not reported twice. -1 from then on, and for accepted sessions. */
+  early: number;
   private readonly worker: VlsWorker;
   /** @internal */
   protected get owner(): VlsWorker {
@@ -86,11 +90,12 @@ export class VlsSession extends Refable {
   }
 
   /** @internal */
-  constructor(worker: VlsWorker, handle: number, status: 'connecting' | 'open') {
+  constructor(worker: VlsWorker, handle: number, status: 'connecting' | 'open', accepted: boolean) {
     super();
     this.worker = worker;
     this.handle = handle;
     this.status = status;
+    this.early = accepted ? -1 : 0;
   }
 
   /**
@@ -291,15 +296,16 @@ export class VlsWorker {
     if (type === AE_IO) {
       const s = this.sessions.get(h);
       if (!s) return;
-      if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
-      if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
+      // A connect the acceptor reset (or wrote to, or closed) before its answer reached us.
+      if (s.early >= 0) s.early |= events;
+      else this.ready(s, events);
     } else if (type === AE_ACCEPT) {
       const l = this.listeners.get(h);
       if (!l) {
         this.native.reset(h2);
         return;
       }
-      const s = new VlsSession(this, h2, 'open');
+      const s = new VlsSession(this, h2, 'open', true);
       s.peerMeta = meta;
       this.track(s);
       l.emit('connection', s);
@@ -308,7 +314,7 @@ export class VlsWorker {
       if (!s) return;
       s.status = 'open';
       s.peerMeta = meta;
-      s.emit('connect');
+      this.announce(s);
     } else if (type === AE_CONNECT_FAILED) {
       const s = this.sessions.get(h);
       if (!s) return;
@@ -321,6 +327,23 @@ export class VlsWorker {
     } else if (type === AE_STAT) {
       this.native.statReply(h, h2, this.snapshotJson());
     }
+  }
+
+  private ready(s: VlsSession, events: number): void {
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
+    if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
+  }
+
+  /** 'connect', then the readiness that came before it or comes in the same turn of the loop:
+   * delivered from its check phase, once the application could act on 'connect' (a listener
+   * attached after `await once(session, 'connect')` included). */
+  private announce(s: VlsSession): void {
+    s.emit('connect');
+    setImmediate(() => {
+      const early = s.early;
+      s.early = -1;
+      if (early > 0 && s.status === 'open') this.ready(s, early);
+    });
   }
 
   /** @internal */
@@ -396,11 +419,11 @@ export class VlsWorker {
     const ch = this.native.connect(e.sock, e.lh, endpointTag(e.proto, e.port), meta, out);
     if (ch < 0) throw errnoException(ch, 'connect', opts.address, opts.port);
     const now = out[0] === 1;
-    const s = new VlsSession(this, ch, now ? 'open' : 'connecting');
+    const s = new VlsSession(this, ch, now ? 'open' : 'connecting', false);
     this.track(s);
     if (now)
       setImmediate(() => {
-        if (s.status === 'open') s.emit('connect');
+        if (s.status === 'open') this.announce(s);
       });
     return s;
   }
