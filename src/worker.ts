@@ -79,8 +79,8 @@ export class VlsSession extends Refable {
   peerMeta: Buffer | undefined;
   /** 'connecting' | 'open' | 'closed'. */
   status: 'connecting' | 'open' | 'closed';
-  /** @internal Readiness that came before 'connect', or in the same turn of the loop after it
-   * (delivered after it: see announce): the application attaches its 'readable' listener on
+  /** @internal Readiness that came before 'connect' (or in the same turn after it), delivered
+   * after 'connect' (see announce): the application attaches its 'readable' listener on
    * 'connect', and readiness is not reported twice. -1 from then on, and for accepted sessions. */
   early: number;
   private readonly worker: VlsWorker;
@@ -334,16 +334,20 @@ export class VlsWorker {
     if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
   }
 
-  /** 'connect', then the readiness that came before it or comes in the same turn of the loop:
-   * delivered from its check phase, once the application could act on 'connect' (a listener
+  /** 'connect', then the readiness that came before it: at once if a 'readable' listener was
+   * attached on 'connect' (the net patch's is); otherwise with whatever more comes in this turn of
+   * the loop, from its check phase, once the application could act on 'connect' (a listener
    * attached after `await once(session, 'connect')` included). */
   private announce(s: VlsSession): void {
     s.emit('connect');
-    setImmediate(() => {
-      const early = s.early;
-      s.early = -1;
-      if (early > 0 && s.status === 'open') this.ready(s, early);
-    });
+    if (s.listenerCount('readable') > 0) this.flushEarly(s);
+    else setImmediate(() => this.flushEarly(s));
+  }
+
+  private flushEarly(s: VlsSession): void {
+    const early = s.early;
+    s.early = -1;
+    if (early > 0 && s.status === 'open') this.ready(s, early);
   }
 
   /** @internal */
