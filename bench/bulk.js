@@ -54,7 +54,7 @@ function sender(where, warm, total) {
   const buf = Buffer.alloc(CHUNK, 0x5a);
   const end = warm + total;
   let sent = 0;
-  let cpu0 = warm === 0 ? undefined : null; // CPU is counted from the end of the warm-up
+  let cpu0 = null; // CPU is counted from the end of the warm-up
   const pump = () => {
     while (sent < end) {
       if (cpu0 === null && sent >= warm) cpu0 = process.cpuUsage();
@@ -66,10 +66,7 @@ function sender(where, warm, total) {
     }
     sock.write('', () => c.report('RESULT', { sent, cpu: c.cpuSince(cpu0), handle: c.handleKind(sock), layer: c.layerActive() }));
   };
-  sock.on('connect', () => {
-    if (cpu0 === undefined) cpu0 = process.cpuUsage();
-    pump();
-  });
+  sock.on('connect', pump);
   sock.on('error', (e) => {
     process.stderr.write(`sender: ${e.stack}\n`);
     process.exit(1);

@@ -36,7 +36,7 @@ const debug = debuglog('vls');
 const serverChannel = dc.channel('net.server.socket');
 
 /** Why a connection took the transport it took (visible in `vls stat`). */
-export type TransportReason = 'published' | 'not-published' | 'disabled' | 'error';
+export type TransportReason = 'published' | 'not-published' | 'error';
 
 const kVls = Symbol('vls.listener');
 const listening = new Set<ServerX>();
@@ -296,11 +296,11 @@ function track(socket: SocketX, reason?: TransportReason): void {
   if (tracked.size >= sweepAt) sweep();
 }
 
-function describe(s: SocketX): Record<string, unknown> {
+function describe(s: SocketX, reason: TransportReason): Record<string, unknown> {
   const h = s._handle;
   const row: Record<string, unknown> = {
     transport: h instanceof SessionHandle ? 'cut-through' : 'kernel',
-    reason: tracked.get(s) ?? 'not-published',
+    reason,
     side: s.server ? 'server' : 'client',
     state: s.connecting ? 'connecting' : s.readyState,
     local: `${s.localAddress ?? '?'}:${s.localPort ?? '?'}`,
@@ -327,7 +327,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   const statProvider = (): unknown[] => {
     const rows: unknown[] = [];
     sweep();
-    for (const s of tracked.keys()) rows.push(describe(s));
+    for (const [s, reason] of tracked) rows.push(describe(s, reason));
     for (const srv of listening) {
       const a = srv.address();
       if (a && typeof a !== 'string') rows.push({ transport: srv[kVls] ? 'published' : 'kernel', side: 'listener', local: `${a.address}:${a.port}`, connections: srv._connections });
