@@ -273,12 +273,15 @@ function inClusterRoundRobin(): boolean {
 
 /**
  * The sockets this thread has seen (client connects and server connections), for `vls stat`, each
- * with why it took its transport. A destroyed socket leaves the map at the next sweep: when the
- * map has doubled since the last one (at least SWEEP_MIN entries), and before each stat. So
- * tracking a connection costs one map insertion - no 'close' listener per socket, and no property
- * of ours on it (one would give net's sockets a second hidden class, and its property accesses
- * megamorphic inline caches: measured on the passthrough connect path) - and at most about as
- * many closed sockets as live ones (or SWEEP_MIN) are held a little longer.
+ * with why it took its transport. A socket leaves the map when it is destroyed (net.Socket's
+ * _destroy, patched on the prototype). So tracking a connection costs one map insertion and one
+ * deletion - no 'close' listener per socket, and no property of ours on it (one would give net's
+ * sockets a second hidden class, and its property accesses megamorphic inline caches: measured on
+ * the passthrough connect path) - and the map holds no closed socket: one held until a later
+ * sweep outlived a young-generation GC or two, and was copied and promoted to the old generation
+ * with everything it refers to (the extra GC work showed in the connect benchmark). A socket
+ * tracked after its destruction (a connect that throws, say) is removed by a sweep: when the map
+ * has doubled since the last one (at least SWEEP_MIN entries), and before each stat.
  */
 const tracked = new Map<SocketX, TransportReason>();
 const SWEEP_MIN = 256;
@@ -341,8 +344,16 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     }
     return attached;
   };
-  const proto = net.Socket.prototype as unknown as { connect: (...args: unknown[]) => net.Socket };
+  const proto = net.Socket.prototype as unknown as {
+    connect: (...args: unknown[]) => net.Socket;
+    _destroy: (this: SocketX, err: Error | null, cb: (err?: Error | null) => void) => void;
+  };
   const origConnect = proto.connect;
+  const origDestroy = proto._destroy;
+  proto._destroy = function vlsDestroy(this: SocketX, err, cb) {
+    tracked.delete(this);
+    origDestroy.call(this, err, cb);
+  };
   const origListen = net.Server.prototype.listen;
   const origClose = net.Server.prototype.close;
   const normalize = (net as unknown as { _normalizeArgs(a: unknown[]): NormalizedArgs })._normalizeArgs;
@@ -720,6 +731,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
   return () => {
     uninstallWriter();
     proto.connect = origConnect;
+    proto._destroy = origDestroy;
     net.Server.prototype.listen = origListen;
     net.Server.prototype.close = origClose;
   };
