@@ -91,6 +91,19 @@ t.test('differential: ECONNREFUSED to a port nobody listens on', async (t) => {
   fs.rmSync(runtime, { recursive: true, force: true });
 });
 
+// The layer keeps a list of the sockets it saw (for vls stat): a closed one must leave it, or it
+// stays reachable, outlives young GCs and is promoted with all it refers to.
+t.test('differential: closed sockets are not kept alive (cut-through and kernel, both sides)', async (t) => {
+  const runtime = tmpRuntime();
+  const retain = path.join(__dirname, 'fixtures', 'retain.js');
+  const plain = await runFixture(retain, false, ['40'], { VLS_RUNTIME_DIR: runtime });
+  const layered = await runFixture(retain, true, ['40'], { VLS_RUNTIME_DIR: runtime });
+  t.same(layered.log, plain.log, 'the same sockets were made and collected');
+  t.same(plain.log, { clients: 80, servers: 40, codes: { ECONNREFUSED: 40 }, aliveClients: 0, aliveServers: 0 }, 'none is left');
+  t.same([plain.handles, layered.handles], [[['', 'TCP']], [['', 'SessionHandle']]], 'plain Node on TCP, the layer cut-through');
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
+
 t.test('cut-through is really used: no kernel TCP connection between intercepted processes', async (t) => {
   const runtime = tmpRuntime();
   const env = { ...process.env, VLS_RUNTIME_DIR: runtime };
