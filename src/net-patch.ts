@@ -280,8 +280,9 @@ function inClusterRoundRobin(): boolean {
  * the passthrough connect path) - and the map holds no closed socket: one held until a later
  * sweep outlived a young-generation GC or two, and was copied and promoted to the old generation
  * with everything it refers to (the extra GC work showed in the connect benchmark). A socket
- * tracked after its destruction (a connect that throws, say) is removed by a sweep: when the map
- * has doubled since the last one (at least SWEEP_MIN entries), and before each stat.
+ * tracked after its destruction (a server connection that an earlier 'connection' listener
+ * destroyed at once, say) is removed by a sweep: when the map has doubled since the last one (at
+ * least SWEEP_MIN entries), and before each stat.
  */
 const tracked = new Map<SocketX, TransportReason>();
 const SWEEP_MIN = 256;
