@@ -509,7 +509,6 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     const port = Number(options.port);
     const worker = workerNow();
     if (!worker) return origConnect.call(this, normalized);
-    track(this);
     if (addressType) {
       const entry = findEndpoint(worker, host, port);
       if (!entry) {
