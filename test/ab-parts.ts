@@ -88,3 +88,21 @@ t.test('histograms survive encoding and merge', async (t) => {
   t.equal(decodeHistogram(encodeHistogram(a)).totalCount, 1000);
   t.same(latencyOf(newHistogram()), { count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 });
 });
+
+// A client histogram that grew for a large warm-up value and was reset before the window is laid
+// out for a wider range than its values: merged, its maximum was the lowest value of the top bucket
+// (below the round's maximum and below the merged p99.9, which `vls ab` reported).
+t.test('the maximum agrees with the percentiles in a round and merged', async (t) => {
+  const h = newHistogram();
+  h.recordValue(50e9); // 50 s, in the warm-up
+  h.reset();
+  for (let i = 0; i < 399; i++) h.recordValue(150_000 + i * 100);
+  h.recordValue(3_560_000);
+  const round = latencyOf(decodeHistogram(encodeHistogram(h)));
+  const merged = latencyOf(mergeHistograms([encodeHistogram(h)]));
+  for (const [name, l] of [['round', round], ['merged', merged]] as const) {
+    t.ok(l.p999 <= l.max, `${name}: p99.9 ${l.p999} <= max ${l.max}`);
+    t.ok(Math.abs(l.max - 3560) / 3560 < 0.001, `${name}: max ${l.max} within 0.1% of 3560`);
+  }
+  t.equal(merged.max, round.max, 'merged and round maxima are the same');
+});

@@ -32,6 +32,17 @@ export function mergeHistograms(encoded: readonly string[]): Histogram {
 
 const us = (ns: number): number => ns / 1000;
 
+/**
+ * The largest value, as the percentiles give values: the highest value equivalent to it (within
+ * the 0.1%). The library's own maxValue is not that: it is the exact value for a histogram
+ * recorded here, and for a merged one whose input was laid out for a wider range (a client
+ * histogram that grew for a large warm-up value and was then reset) the lowest value of its top
+ * bucket, which put the merged maximum below its own p99.9 and below the round's maximum.
+ */
+function maxOf(h: Histogram): number {
+  return h.getValueAtPercentile(100);
+}
+
 /** The latency figures of a histogram of nanoseconds, in microseconds (all 0 when it is empty). */
 export function latencyOf(h: Histogram): AbLatency {
   if (h.totalCount === 0) return { count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
@@ -43,7 +54,7 @@ export function latencyOf(h: Histogram): AbLatency {
     p90: us(h.getValueAtPercentile(90)),
     p99: us(h.getValueAtPercentile(99)),
     p999: us(h.getValueAtPercentile(99.9)),
-    max: us(h.maxValue),
+    max: us(maxOf(h)),
   };
 }
 
@@ -61,6 +72,6 @@ export function percentileCurve(h: Histogram, stepsPerDecade = 20): [number, num
     const p = 100 * (1 - Math.pow(10, -i / stepsPerDecade));
     out.push([p, us(h.getValueAtPercentile(p))]);
   }
-  out.push([100, us(h.maxValue)]);
+  out.push([100, us(maxOf(h))]);
   return out;
 }
