@@ -227,15 +227,20 @@ class LoadGenerator {
   }
 
   /**
-   * Records a completed operation of connection c. The warm-up records too, into the histogram
-   * and counts that startWindow() resets: the measured operations then run the code V8 optimized
+   * Whether completed operations are recorded. The warm-up records too, into the histogram and
+   * counts that startWindow() resets: the measured operations then run the code V8 optimized
    * during the warm-up, rather than a path taken first at the start of the window (which
    * deoptimizes and recompiles on the CPU being measured).
    */
+  private get recording(): boolean {
+    return this.phase === 'measure' || this.phase === 'warmup';
+  }
+
+  /** Records a completed operation of connection c. */
   private complete(c: Conn, bytes: number): void {
     const t = performance.now();
     c.busy = false;
-    if (this.phase === 'measure' || this.phase === 'warmup') {
+    if (this.recording) {
       this.hist.recordValue(Math.max(1, Math.round((t - c.due) * 1e6)));
       this.ops++;
       this.bytes += bytes;
@@ -291,7 +296,7 @@ class LoadGenerator {
 
   private onResponse(c: Conn, status: number, keepAlive: boolean): void {
     const cls = `${Math.floor(status / 100)}xx`;
-    if (this.phase === 'measure' || this.phase === 'warmup') this.status[cls] = (this.status[cls] ?? 0) + 1;
+    if (this.recording) this.status[cls] = (this.status[cls] ?? 0) + 1;
     this.complete(c, this.message.length);
     if (keepAlive) {
       this.issue(c);
