@@ -246,7 +246,7 @@ t.test('a net server reached with the low-level API: connects without net metada
   fs.rmSync(runtime, { recursive: true, force: true });
 });
 
-t.test('peer killed with SIGKILL mid-transfer: reset, no hang, nothing left', async (t) => {
+t.test('peer killed with SIGKILL mid-transfer: reset (or FIN), no hang, nothing left', async (t) => {
   const runtime = tmpRuntime();
   const w = mkWorker(runtime);
   const fds0 = countFds();
@@ -262,11 +262,15 @@ t.test('peer killed with SIGKILL mid-transfer: reset, no hang, nothing left', as
     await connected(s);
     const t0 = process.hrtime.bigint();
     const e = await transfer(s, 50_000_000, round, false).then(
-      () => undefined,
+      (got) => got,
       (err: unknown) => err,
     );
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    t.match(e, { code: 'ECONNRESET' }, `round ${round}: killed after ${dieAfter} bytes -> ECONNRESET (${ms.toFixed(0)} ms)`);
+    // The kernel closes a killed process's socket with RST when it left received bytes unread,
+    // which a peer killed mid-stream nearly always does, else with a FIN behind what it sent:
+    // either way the stream ends early, every byte that came back checked.
+    if (typeof e === 'number') t.ok(e < 50_000_000, `round ${round}: killed after ${dieAfter} bytes -> end of stream after ${e} bytes back (${ms.toFixed(0)} ms)`);
+    else t.match(e, { code: 'ECONNRESET' }, `round ${round}: killed after ${dieAfter} bytes -> ECONNRESET (${ms.toFixed(0)} ms)`);
     await exited(child);
     s.close();
     // the stale endpoint and worker socket are removed by the next lookup / attach

@@ -623,7 +623,7 @@ out:
  * so that whatever it does from now on it posts), handled as its RESET, RX and FIN events are. */
 static void vls__accept_catch_up(vls_worker_t *w, vls_session_t *s) {
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load(&s->ct->reset_mask) & 1u) {
+  if (atomic_load(&s->ct->flags) & VLS_CT_RESET(0)) {
     vls__on_peer_gone(w, s, -ECONNRESET);
     return;
   }
@@ -734,8 +734,14 @@ int vls_accept(vls_worker_t *w, uint64_t lh, uint64_t *h) {
     l->acq_n--;
     vls_session_t *s = vls__slot(w, idx);
     s->listener = VLS_NIL;
-    if (s->state == VLS_SS_ACCEPTING)
-      s->state = (s->flags & VLS_SF_PEER_SHUT_WR) ? VLS_SS_TRANSPORT_CLOSING : VLS_SS_READY;
+    if (s->state == VLS_SS_ACCEPTING) {
+      /* Taken: from now on a dead acceptor's end of it closes rather than resets. */
+      if (s->ct) atomic_fetch_or(&s->ct->flags, VLS_CT_ACCEPTED);
+      if (!(s->flags & VLS_SF_PEER_SHUT_WR))
+        s->state = VLS_SS_READY;
+      else /* a connector that closed, or died with a FIN (vls__on_peer_died) */
+        s->state = w->peers[s->peer].down ? VLS_SS_TRANSPORT_CLOSED : VLS_SS_TRANSPORT_CLOSING;
+    }
     *h = vls__session_handle(w, s);
     rv = 0;
   }
@@ -853,7 +859,9 @@ static int vls__read(vls_worker_t *w, uint64_t h, void *buf, uint32_t len, int p
       rv = (int)again;
       break;
     }
-    if (vls_fifo_is_eof(&s->rx) || (s->flags & VLS_SF_PEER_RESET)) rv = 0;
+    /* End of stream: the peer's eof is behind its last byte, and a peer that died without one
+     * (vls__on_peer_died) sent all it ever will. */
+    if (vls_fifo_is_eof(&s->rx) || (s->flags & (VLS_SF_PEER_RESET | VLS_SF_PEER_SHUT_WR))) rv = 0;
     break;
   }
   if (rv > 0 && !peek) {
@@ -921,7 +929,7 @@ int vls_shutdown(vls_worker_t *w, uint64_t h, int how) {
 
 static void vls__reset_locked(vls_worker_t *w, vls_session_t *s) {
   if (s->ct && !(s->flags & VLS_SF_PEER_RESET)) {
-    atomic_fetch_or(&s->ct->reset_mask, 1u << s->side);
+    atomic_fetch_or(&s->ct->flags, VLS_CT_RESET(s->side));
     vls__post_peer(w, s, VLS_EVT_RESET);
   }
   if (s->ct) vls_fifo_drop_all(&s->rx);
@@ -1056,18 +1064,11 @@ uint64_t vls_session_next(vls_worker_t *w, uint64_t after) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Applying events                                                                                 */
 
+/* The peer reset the session (or never will take it): what it sent is dropped, the application
+ * gets err once, then end of stream; writes fail. */
 static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err) {
   if (s->flags & VLS_SF_APP_GONE) {
     vls__session_finish(w, s);
-    return;
-  }
-  if (s->ct && s->state != VLS_SS_ACCEPTING && !(s->flags & VLS_SF_PEER_RESET) && vls_fifo_eof_sent(&s->rx)) {
-    /* It closed its end before it went (a process that exits): what it sent stays readable in
-     * the fifo we map, then end of stream; writing to it fails as writing to a closed TCP peer
-     * does. */
-    s->flags |= VLS_SF_PEER_SHUT_WR;
-    s->state = VLS_SS_TRANSPORT_CLOSED;
-    vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLHUP | VLS_EPOLLRDHUP);
     return;
   }
   s->flags |= VLS_SF_PEER_RESET;
@@ -1075,6 +1076,33 @@ static void vls__on_peer_gone(vls_worker_t *w, vls_session_t *s, int err) {
   if (s->ct) vls_fifo_drop_all(&s->rx);
   if (s->state != VLS_SS_ACCEPTING) s->state = VLS_SS_TRANSPORT_CLOSED;
   vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLERR | VLS_EPOLLHUP | VLS_EPOLLRDHUP);
+}
+
+/* The peer's worker is gone (its control connection hung up: its process exited or was killed,
+ * or its thread ended) with s still open on our side. The kernel closes a dead process's sockets
+ * as vls_close does, and here we do it on the peer's behalf with what the pair tells: if the peer
+ * closed its end before it went (an exiting process does), or, killed, had read every byte we
+ * sent and had accepted the connection, it is a FIN: what it sent stays readable in the fifo we
+ * map, then end of stream, and writing fails as writing to a closed TCP peer does. Otherwise -
+ * it reset the session, left bytes we sent unread, or never accepted the connection (a dead
+ * listener's queue is reset) - it is a reset. */
+static void vls__on_peer_died(vls_worker_t *w, vls_session_t *s) {
+  uint32_t f = atomic_load(&s->ct->flags);
+  int fin = !(s->flags & VLS_SF_PEER_RESET) && !(f & VLS_CT_RESET(1 - s->side)) &&
+            (vls_fifo_eof_sent(&s->rx) ||
+             ((s->side == 1 || (f & VLS_CT_ACCEPTED)) && vls_fifo_max_dequeue(&s->tx) == 0));
+  if (!fin) {
+    vls__on_peer_gone(w, s, -ECONNRESET);
+    return;
+  }
+  if (s->flags & VLS_SF_APP_GONE) {
+    vls__session_finish(w, s);
+    return;
+  }
+  s->flags |= VLS_SF_PEER_SHUT_WR;
+  /* Not accepted yet: vls_accept makes it TRANSPORT_CLOSED. */
+  if (s->state != VLS_SS_ACCEPTING) s->state = VLS_SS_TRANSPORT_CLOSED;
+  vls__epoll_notify(w, s, VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLHUP | VLS_EPOLLRDHUP);
 }
 
 /* The peer's bytes arrived (its RX event, or found on the pair when we attach it). The writer
@@ -1157,7 +1185,7 @@ int vls_worker_peer_down(vls_worker_t *w, uint32_t peer_id) {
   p->n_deferred = 0;
   for (uint32_t i = 1; i < w->n_slots; i++) {
     vls_session_t *s = vls__slot(w, i);
-    if (s->gen && s->ct && s->peer == peer_id) vls__on_peer_gone(w, s, -ECONNRESET);
+    if (s->gen && s->ct && s->peer == peer_id) vls__on_peer_died(w, s);
   }
   /* Orphaned pairs of this peer will never see their CT_FREE: free them now. */
   for (uint32_t i = 0; i < w->n_orphans;) {

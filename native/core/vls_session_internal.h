@@ -17,12 +17,14 @@
 
 /* The shared part of a cut-through session, in the connector's segment. Side 0 is the connector,
  * which makes the pair: it writes fifo 0 and reads fifo 1. */
+#define VLS_CT_RESET(side) (1u << (side)) /* that side reset the session */
+#define VLS_CT_ACCEPTED (1u << 2)          /* the acceptor's application took the session */
 typedef struct vls_ct_shared {
   uint32_t magic;
   uint32_t fifo_size;
   uint64_t fifo_off[2];
-  _Atomic uint32_t gone_mask;  /* bit per side: that side's session is freed */
-  _Atomic uint32_t reset_mask; /* bit per side: that side reset the session */
+  _Atomic uint32_t gone_mask; /* bit per side: that side's session is freed */
+  _Atomic uint32_t flags;     /* VLS_CT_RESET(side), VLS_CT_ACCEPTED */
   /* The acceptor's session handle, stored when it attaches the pair. The connector is connected
    * (and may write, close or reset) before it knows it: an event it has for the acceptor before
    * then is not posted, and the acceptor reads the pair's state when it attaches instead. */

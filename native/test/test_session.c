@@ -252,23 +252,79 @@ static void test_listener_backlog_and_close(void) {
   teardown();
 }
 
-/* A peer that went away: its sessions reset, its segments unmapped once unused. */
+/* A peer that went away (its control connection hung up) without closing: its end is closed for
+ * it as the kernel closes a dead process's sockets - FIN behind what it sent, or a reset where it
+ * reset, left our bytes unread, or never accepted - and its segments are unmapped once unused. */
 static void test_peer_down(void) {
   setup(4096, 64);
-  uint64_t lh, ch, sh;
-  CHECK_EQ(vls_listen(A, 8, &lh), 0);
-  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
-  CHECK_EQ(vls_write(B, ch, "abc", 3), 3);
-  CHECK_EQ(vls_worker_peer_down(A, a_b), 1);
+  uint64_t lh, ch[5], sh[5], acc;
   char buf[8];
-  CHECK_EQ(vls_read(A, sh, buf, 8), -ECONNRESET);
-  CHECK_EQ(vls_write(A, sh, "x", 1), -EPIPE);
-  CHECK_EQ(vls_close(A, sh), 0);
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  for (int i = 0; i < 4; i++) ct_connect(A, lh, a_b, B, b_a, &ch[i], &sh[i]);
+  CHECK_EQ(vls_write(B, ch[0], "abc", 3), 3); /* 0: B sent, read all we sent: FIN */
+  CHECK_EQ(vls_write(B, ch[1], "abc", 3), 3); /* 1: B left our bytes unread: reset */
+  CHECK_EQ(vls_write(A, sh[1], "z", 1), 1);
+  CHECK_EQ(vls_write(B, ch[2], "abc", 3), 3); /* 2: B reset it (its event not seen yet): reset */
+  CHECK_EQ(vls_reset(B, ch[2]), 0);
+  CHECK_EQ(vls_write(B, ch[3], "abc", 3), 3); /* 3: B closed it (FIN) before it went */
+  CHECK_EQ(vls_close(B, ch[3]), 0);
+  /* 4: B connected and wrote; A had not accepted yet */
+  uint64_t ct_off;
+  CHECK_EQ(vls_connect_start(B, &ch[4]), 0);
+  CHECK_EQ(vls_connect_ct(B, ch[4], b_a, &ct_off), 0);
+  CHECK_EQ(vls_write(B, ch[4], "xyz", 3), 3);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[4], ct_off, &acc), 0);
+  CHECK_EQ(vls_worker_peer_down(A, a_b), 5);
+  CHECK_EQ(vls_read(A, sh[0], buf, 8), 3);
+  CHECK(memcmp(buf, "abc", 3) == 0);
+  CHECK_EQ(vls_read(A, sh[0], buf, 8), 0);
+  CHECK_EQ(state_of(A, sh[0]), VLS_SS_TRANSPORT_CLOSED);
+  CHECK_EQ(vls_write(A, sh[0], "x", 1), -EPIPE);
+  CHECK_EQ(vls_read(A, sh[1], buf, 8), -ECONNRESET);
+  CHECK_EQ(vls_read(A, sh[1], buf, 8), 0);
+  CHECK_EQ(vls_write(A, sh[1], "x", 1), -EPIPE);
+  CHECK_EQ(vls_read(A, sh[2], buf, 8), -ECONNRESET);
+  CHECK_EQ(vls_read(A, sh[3], buf, 8), 3);
+  CHECK_EQ(vls_read(A, sh[3], buf, 8), 0);
+  CHECK_EQ(vls_write(A, sh[3], "x", 1), -EPIPE);
+  CHECK_EQ(vls_accept(A, lh, &sh[4]), 0);
+  CHECK_EQ(sh[4], acc);
+  CHECK_EQ(state_of(A, sh[4]), VLS_SS_TRANSPORT_CLOSED);
+  CHECK_EQ(vls_read(A, sh[4], buf, 8), 3);
+  CHECK(memcmp(buf, "xyz", 3) == 0);
+  CHECK_EQ(vls_read(A, sh[4], buf, 8), 0);
+  CHECK_EQ(vls_write(A, sh[4], "x", 1), -EPIPE);
+  for (int i = 0; i < 5; i++) CHECK_EQ(vls_close(A, sh[i]), 0);
   vls_worker_poll(A);
   vls_worker_stats_t st;
   vls_worker_stats(A, &st);
   CHECK_EQ(st.n_peers, 0);
   CHECK_EQ(vls_worker_peer_down(A, a_b), -ENOENT);
+  teardown();
+}
+
+/* The connector's view of an acceptor that went away: a connection its application had not taken
+ * is reset (the kernel resets a dead listener's queue); one it took closes with a FIN behind what
+ * it sent. */
+static void test_acceptor_down(void) {
+  setup(4096, 64);
+  uint64_t lh, ch[2], sh, ct_off, acc;
+  char buf[8];
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch[0], &sh);
+  CHECK_EQ(vls_write(A, sh, "hi", 2), 2);
+  CHECK_EQ(vls_connect_start(B, &ch[1]), 0);
+  CHECK_EQ(vls_connect_ct(B, ch[1], b_a, &ct_off), 0);
+  CHECK_EQ(vls_accept_ct(A, lh, a_b, ch[1], ct_off, &acc), 0); /* attached, never accepted */
+  vls_worker_poll(B);
+  CHECK_EQ(vls_worker_peer_down(B, b_a), 2);
+  CHECK_EQ(vls_read(B, ch[0], buf, 8), 2);
+  CHECK_EQ(vls_read(B, ch[0], buf, 8), 0);
+  CHECK_EQ(vls_read(B, ch[1], buf, 8), -ECONNRESET);
+  for (int i = 0; i < 2; i++) CHECK_EQ(vls_close(B, ch[i]), 0);
+  vls_worker_stats_t st;
+  vls_worker_stats(B, &st);
+  CHECK_EQ(st.n_peers, 0);
   teardown();
 }
 
@@ -587,6 +643,7 @@ int main(void) {
   RUN(test_backpressure);
   RUN(test_listener_backlog_and_close);
   RUN(test_peer_down);
+  RUN(test_acceptor_down);
   RUN(test_mq_full_defers);
   RUN(test_same_worker);
   RUN(test_cycles_no_growth);
