@@ -15,10 +15,12 @@
 #define VLS_GEN_MAX ((1u << 29) - 1)
 #define VLS_NIL UINT32_MAX
 
-/* The shared part of a cut-through session, in the connector's segment. Side 0 is the connector,
- * which makes the pair: it writes fifo 0 and reads fifo 1. */
+/* Bits of vls_ct_shared_t.flags. */
 #define VLS_CT_RESET(side) (1u << (side)) /* that side reset the session */
 #define VLS_CT_ACCEPTED (1u << 2)          /* the acceptor's application took the session */
+
+/* The shared part of a cut-through session, in the connector's segment. Side 0 is the connector,
+ * which makes the pair: it writes fifo 0 and reads fifo 1. */
 typedef struct vls_ct_shared {
   uint32_t magic;
   uint32_t fifo_size;

@@ -172,6 +172,24 @@ static void test_reset(void) {
   teardown();
 }
 
+/* A reset after a FIN is still a reset: the bytes sent before it are dropped (the FIN does not
+ * keep them, as it does when the peer's process goes after closing). */
+static void test_reset_after_fin(void) {
+  setup(4096, 64);
+  uint64_t lh, ch, sh;
+  CHECK_EQ(vls_listen(A, 8, &lh), 0);
+  ct_connect(A, lh, a_b, B, b_a, &ch, &sh);
+  CHECK_EQ(vls_write(B, ch, "sent", 4), 4);
+  CHECK_EQ(vls_shutdown(B, ch, VLS_SHUT_WR), 0);
+  CHECK_EQ(vls_reset(B, ch), 0);
+  vls_worker_poll(A);
+  char buf[8];
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), -ECONNRESET);
+  CHECK_EQ(vls_read(A, sh, buf, sizeof buf), 0);
+  CHECK_EQ(vls_close(A, sh), 0);
+  teardown();
+}
+
 /* close() with unread data turns into a reset, as TCP does. */
 static void test_close_unread_is_reset(void) {
   setup(4096, 64);
@@ -639,6 +657,7 @@ int main(void) {
   RUN(test_close_fin_after_data);
   RUN(test_half_close);
   RUN(test_reset);
+  RUN(test_reset_after_fin);
   RUN(test_close_unread_is_reset);
   RUN(test_backpressure);
   RUN(test_listener_backlog_and_close);
