@@ -30,7 +30,7 @@ interface BenchJson {
   name: string;
   seconds: number;
   title: string;
-  settings: { runs: number; bursts?: number };
+  settings: { runs: number };
   tables: TableJson[];
   checks: { label: string; value: number; limit: number; op: string; pass: boolean }[];
   notes: string[];
@@ -101,9 +101,7 @@ t.test('bench/run.js --quick on a tiny scale: a well-formed report of every benc
         const vals = tab.values[v.id];
         t.ok(vals, `${tab.id} ${v.id}: has values`);
         const runs = tab.runs.filter((x) => x.variant === v.id);
-        // passthrough: one entry per burst (each run is a number of back-to-back bursts)
-        const perRun = b.settings.bursts ?? 1;
-        t.equal(runs.length, b.settings.runs * perRun, `${tab.id} ${v.id}: one entry per run (or burst)`);
+        t.equal(runs.length, b.settings.runs, `${tab.id} ${v.id}: one entry per run`);
         for (const m of tab.metrics) {
           // idle: the segment columns exist for the layer only (a kernel socket has no fifos)
           if (tab.id.startsWith('idle') && v.id === 'tcp' && (m.id === 'segment' || m.id === 'bookkeeping')) continue;

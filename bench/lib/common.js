@@ -603,8 +603,8 @@ function rotate(list, k) {
 /**
  * A ping-pong counter: feed it the byte counts that arrive (onBytes); per whole reply of `size`
  * bytes it records the round trip in an HDR histogram (after `warm` replies), sends the next ping
- * with send(), and after `iters` timed replies calls done(summary with CPU since the warm-up) and
- * returns false. start() sends the first ping.
+ * with send(), and after `iters` timed replies calls done(summary with CPU since the warm-up,
+ * the histogram) and returns false. start() sends the first ping.
  */
 function pingPonger({ size, warm, iters, send, done }) {
   const hist = newHistogram();
@@ -633,7 +633,7 @@ function pingPonger({ size, warm, iters, send, done }) {
           cpu0 = process.cpuUsage();
         }
         if (k === warm + iters) {
-          done({ ...histSummary(hist), cpu: cpuSince(cpu0) });
+          done({ ...histSummary(hist), cpu: cpuSince(cpu0) }, hist);
           return false;
         }
         t0 = process.hrtime.bigint();
