@@ -261,6 +261,12 @@ function decodeMeta(b: Buffer | undefined): ConnMeta | undefined {
   return { p: b.readUInt16LE(0), dp: b.readUInt16LE(2), a: b.toString('latin1', 5, 5 + al), da: b.toString('latin1', 6 + al, 6 + al + dal) };
 }
 
+/** A connected session reports no error (failures come as reads and writes that throw); should
+ * one come all the same, it must not be thrown as an unhandled 'error'. */
+function ignoreLateError(err: Error): void {
+  debug('error on a connected session: %s', err.message);
+}
+
 /** Whether this listen() call comes from cluster's round-robin handle in the primary. */
 function inClusterRoundRobin(): boolean {
   if (process.env.NODE_UNIQUE_ID !== undefined) return false; // a cluster worker, or a fork of one
@@ -387,6 +393,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
 
   function onSessionConnection(server: ServerX, session: VlsSession): void {
     const meta = decodeMeta(session.peerMeta);
+    session.peerMeta = undefined; // read once: not kept for the connection's life
     if (!meta) {
       // Not a connect made by this layer's net patch (the low-level API lets anyone connect).
       session.reset();
@@ -694,7 +701,12 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     attempted = true;
     if (multi) (socket as unknown as { autoSelectFamilyAttemptedAddresses: string[] }).autoSelectFamilyAttemptedAddresses.push(`${address}:${port}`);
     socket.emit('connectionAttempt', address, port, addressType);
-    s.once('connect', () => {
+    // Each outcome removes the other's listener: a session lives as long as its connection, and a
+    // listener left on it would keep this call's whole scope (the options, the metadata, the
+    // registry entry) alive with it.
+    const onConnect = (): void => {
+      s.off('error', onError);
+      s.on('error', ignoreLateError);
       if (socket._handle !== handle || !socket.connecting) {
         // Destroyed (maybe reused) before the connection was made.
         try {
@@ -711,8 +723,9 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       socket.emit('connect');
       socket.emit('ready');
       if (!socket.isPaused()) socket.read(0);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
+    };
+    const onError = (err: NodeJS.ErrnoException): void => {
+      s.off('connect', onConnect);
       if (socket._handle !== handle || !socket.connecting) return;
       debug('cut-through connect to %s:%d refused (%s)', address, port, err.code);
       worker.registry.recheck(entry);
@@ -724,7 +737,9 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       const ex = errnoException(err.errno ?? -111, 'connect', address, port);
       socket.emit('connectionAttemptFailed', address, port, addressType, ex);
       socket.destroy(ex);
-    });
+    };
+    s.once('connect', onConnect);
+    s.once('error', onError);
   }
 
   const uninstallWriter = installSessionWriter(net.Socket.prototype);

@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net';
 
-import { EPOLLERR, EPOLLHUP, EPOLLRDHUP, type VlsSession } from './worker';
+import { EPOLLERR, EPOLLHUP, EPOLLRDHUP, type SessionReader, type VlsSession } from './worker';
 
 /** An address as getsockname/getpeername fill it in. */
 export interface SockAddr {
@@ -45,7 +45,7 @@ type SocketInternals = Socket & {
   resetAndDestroy(): Socket;
 };
 
-export class SessionHandle {
+export class SessionHandle implements SessionReader {
   reading = false;
   readonly fd = -1;
   writeQueueSize = 0;
@@ -80,11 +80,14 @@ export class SessionHandle {
   bind(session: VlsSession): void {
     this.session = session;
     if (!this.refed) session.unref();
-    session.on('readable', (events: number) => {
-      // Only a plain EPOLLIN may stop at a short read: end of stream or a reset reported with it
-      // is not reported again.
-      if (this.reading && !this.startPending) this.pump((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) !== 0);
-    });
+    session.reader = this;
+  }
+
+  /** The session's read readiness (this handle is its reader). */
+  onReadable(events: number): void {
+    // Only a plain EPOLLIN may stop at a short read: end of stream or a reset reported with it is
+    // not reported again.
+    if (this.reading && !this.startPending) this.pump((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) !== 0);
   }
 
   getAsyncId(): number {

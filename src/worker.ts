@@ -71,6 +71,11 @@ abstract class Refable extends EventEmitter {
   }
 }
 
+/** What takes a session's read readiness instead of 'readable' listeners ({@link VlsSession.reader}). */
+export interface SessionReader {
+  onReadable(events: number): void;
+}
+
 /** A cut-through session: a non-blocking byte stream to another worker. */
 export class VlsSession extends Refable {
   /** The native session handle (unique within the worker; never reused while stale). */
@@ -83,6 +88,9 @@ export class VlsSession extends Refable {
    * after 'connect' (see announce): the application attaches its 'readable' listener on
    * 'connect', and readiness is not reported twice. -1 from then on, and for accepted sessions. */
   early: number;
+  /** @internal The one consumer of this session's read readiness, called in place of emitting
+   * 'readable' (the net patch's handle: no listener or closure per connection, no emit per event). */
+  reader: SessionReader | undefined;
   private readonly worker: VlsWorker;
   /** @internal */
   protected get owner(): VlsWorker {
@@ -96,6 +104,7 @@ export class VlsSession extends Refable {
     this.handle = handle;
     this.status = status;
     this.early = accepted ? -1 : 0;
+    this.reader = undefined;
   }
 
   /**
@@ -330,17 +339,21 @@ export class VlsWorker {
   }
 
   private ready(s: VlsSession, events: number): void {
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) s.emit('readable', events);
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+      const r = s.reader;
+      if (r !== undefined) r.onReadable(events);
+      else s.emit('readable', events);
+    }
     if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
   }
 
-  /** 'connect', then the readiness that came before it: at once if a 'readable' listener was
-   * attached on 'connect' (the net patch's is); otherwise with whatever more comes in this turn of
+  /** 'connect', then the readiness that came before it: at once if a 'readable' listener (or a
+   * reader) was attached on 'connect' (the net patch's reader is); otherwise with whatever more comes in this turn of
    * the loop, from its check phase, once the application could act on 'connect' (a listener
    * attached after `await once(session, 'connect')` included). */
   private announce(s: VlsSession): void {
     s.emit('connect');
-    if (s.listenerCount('readable') > 0) this.flushEarly(s);
+    if (s.reader !== undefined || s.listenerCount('readable') > 0) this.flushEarly(s);
     else setImmediate(() => this.flushEarly(s));
   }
 
