@@ -19,6 +19,7 @@ const c = require('./lib/common');
 
 const MSG = 64;
 const DEFAULT_FIFO = 256 * 1024; // VLS_FIFO_SIZE's default (src/config.ts)
+const DEFAULT_SEGMENT = 16 * 1024 ** 3; // VLS_SEGMENT_SIZE's default (src/config.ts)
 
 const VARIANTS = {
   tcp: { id: 'tcp', label: 'TCP (plain Node)', short: 'TCP' },
@@ -149,7 +150,7 @@ async function runOne(variant, placement, cfg, runtime) {
   const layer = variant === 'layer';
   const env = {};
   if (layer) {
-    env.VLS_SEGMENT_SIZE = String(cfg.segmentSize);
+    if (cfg.segmentSize !== undefined) env.VLS_SEGMENT_SIZE = String(cfg.segmentSize);
     if (cfg.fifo) env.VLS_FIFO_SIZE = String(cfg.fifo);
   }
   const children = [];
@@ -251,12 +252,14 @@ async function run(opts = {}, log = () => {}) {
     fifo: opts.fifo,
   };
   const fifoSize = cfg.fifo || DEFAULT_FIFO;
-  // The connector keeps every session's two fifos in one segment per peer (VLS_SEGMENT_SIZE,
-  // default 1 GiB of address space, pages used on demand): make room for N + 1 sessions.
+  // The connector keeps every session's two fifos in one segment per peer (VLS_SEGMENT_SIZE, 16
+  // GiB of address space by default, pages used on demand): the default holds N + 1 sessions
+  // unless N or the fifos are very large; only then is the segment made larger.
   const GiB = 1024 ** 3;
-  // A fifo takes the next power of two above its size plus header in the segment's allocator, so
-  // a session takes about 4 x VLS_FIFO_SIZE of it.
-  cfg.segmentSize = opts.segment || Math.max(GiB, Math.ceil(((cfg.sessions + 64) * (4 * fifoSize + 4096)) / GiB) * GiB);
+  // A session takes its two fifos and about 1 KiB of the segment (2,044 sessions filled 1 GiB);
+  // 4 x VLS_FIFO_SIZE + 4 KiB each leaves room to spare for other fifo sizes.
+  const need = Math.ceil(((cfg.sessions + 64) * (4 * fifoSize + 4096)) / GiB) * GiB;
+  cfg.segmentSize = opts.segment || (need > DEFAULT_SEGMENT ? need : undefined);
   const placements = c.checkPlacements(opts.placements || ['same']);
   const variants = ['tcp', 'layer'];
   const tables = {};
@@ -346,7 +349,9 @@ async function run(opts = {}, log = () => {}) {
     tables: placements.map((pl) => tables[pl].toJSON()),
     checks,
     notes: [
-      `layer runs use VLS_SEGMENT_SIZE=${cfg.segmentSize} (${(cfg.segmentSize / GiB).toFixed(1)} GiB of address space per peer; pages are used on demand)`,
+      cfg.segmentSize === undefined
+        ? `layer runs use the default settings (VLS_SEGMENT_SIZE: ${DEFAULT_SEGMENT / GiB} GiB of address space per peer; pages are used on demand)`
+        : `layer runs use VLS_SEGMENT_SIZE=${cfg.segmentSize} (${(cfg.segmentSize / GiB).toFixed(1)} GiB of address space per peer; pages are used on demand)`,
     ],
   };
 }
