@@ -261,11 +261,9 @@ function decodeMeta(b: Buffer | undefined): ConnMeta | undefined {
   return { p: b.readUInt16LE(0), dp: b.readUInt16LE(2), a: b.toString('latin1', 5, 5 + al), da: b.toString('latin1', 6 + al, 6 + al + dal) };
 }
 
-/** A connected session reports no error (failures come as reads and writes that throw); should
- * one come all the same, it must not be thrown as an unhandled 'error'. */
-function ignoreLateError(err: Error): void {
-  debug('error on a connected session: %s', err.message);
-}
+/** A pending connect's reader reads nothing: readiness before the outcome is held until after
+ * it, when the socket's handle is the reader (or the session was closed, its socket gone). */
+function ignoreReadiness(): void {}
 
 /** Whether this listen() call comes from cluster's round-robin handle in the primary. */
 function inClusterRoundRobin(): boolean {
@@ -701,12 +699,11 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
     attempted = true;
     if (multi) (socket as unknown as { autoSelectFamilyAttemptedAddresses: string[] }).autoSelectFamilyAttemptedAddresses.push(`${address}:${port}`);
     socket.emit('connectionAttempt', address, port, addressType);
-    // Each outcome removes the other's listener: a session lives as long as its connection, and a
-    // listener left on it would keep this call's whole scope (the options, the metadata, the
-    // registry entry) alive with it.
+    // The outcome comes to the session's reader, not to listeners: the connected socket's handle
+    // takes the reader's place (handle.bind), so nothing of this call's scope (the options, the
+    // metadata, the registry entry) stays with the session for the connection's life, and the
+    // session needs no listener table.
     const onConnect = (): void => {
-      s.off('error', onError);
-      s.on('error', ignoreLateError);
       if (socket._handle !== handle || !socket.connecting) {
         // Destroyed (maybe reused) before the connection was made.
         try {
@@ -724,8 +721,7 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       socket.emit('ready');
       if (!socket.isPaused()) socket.read(0);
     };
-    const onError = (err: NodeJS.ErrnoException): void => {
-      s.off('connect', onConnect);
+    const onConnectError = (err: NodeJS.ErrnoException): void => {
       if (socket._handle !== handle || !socket.connecting) return;
       debug('cut-through connect to %s:%d refused (%s)', address, port, err.code);
       worker.registry.recheck(entry);
@@ -738,8 +734,8 @@ export function installNetPatch(getWorker: () => VlsWorker | undefined, strict: 
       socket.emit('connectionAttemptFailed', address, port, addressType, ex);
       socket.destroy(ex);
     };
-    s.once('connect', onConnect);
-    s.once('error', onError);
+    // Readiness that comes before the outcome is held by the worker until after it.
+    s.reader = { onReadable: ignoreReadiness, onConnect, onConnectError };
   }
 
   const uninstallWriter = installSessionWriter(net.Socket.prototype);

@@ -71,9 +71,15 @@ abstract class Refable extends EventEmitter {
   }
 }
 
-/** What takes a session's read readiness instead of 'readable' listeners ({@link VlsSession.reader}). */
+/**
+ * What takes a session's events instead of its listeners ({@link VlsSession.reader}): read
+ * readiness in place of 'readable' and, while a connect is pending, its outcome in place of
+ * 'connect' and 'error'.
+ */
 export interface SessionReader {
   onReadable(events: number): void;
+  onConnect?(): void;
+  onConnectError?(err: NodeJS.ErrnoException): void;
 }
 
 /** A cut-through session: a non-blocking byte stream to another worker. */
@@ -88,8 +94,8 @@ export class VlsSession extends Refable {
    * after 'connect' (see announce): the application attaches its 'readable' listener on
    * 'connect', and readiness is not reported twice. -1 from then on, and for accepted sessions. */
   early: number;
-  /** @internal The one consumer of this session's read readiness, called in place of emitting
-   * 'readable' (the net patch's handle: no listener or closure per connection, no emit per event). */
+  /** @internal The one consumer of this session's events, called in place of emitting them (the
+   * net patch's: no listener, closure or listener table per connection, no emit per event). */
   reader: SessionReader | undefined;
   private readonly worker: VlsWorker;
   /** @internal */
@@ -100,6 +106,12 @@ export class VlsSession extends Refable {
   /** @internal */
   constructor(worker: VlsWorker, handle: number, status: 'connecting' | 'open', accepted: boolean) {
     super();
+    // No listener table until a listener comes: EventEmitter makes an empty dictionary-mode object
+    // for every emitter (about 220 bytes, kept for the session's life), and the net patch's
+    // sessions never get a listener. Node's EventEmitter takes _events === undefined as "none yet"
+    // everywhere (on, emit, listenerCount, removeListener, ...), as for an emitter whose
+    // constructor never ran.
+    (this as unknown as { _events: unknown })._events = undefined;
     this.worker = worker;
     this.handle = handle;
     this.status = status;
@@ -197,6 +209,12 @@ export class VlsListener extends Refable {
   /** @internal */
   constructor(worker: VlsWorker, handle: number, entry: EndpointEntry) {
     super();
+    // No listener table until a listener comes: EventEmitter makes an empty dictionary-mode object
+    // for every emitter (about 220 bytes, kept for the session's life), and the net patch's
+    // sessions never get a listener. Node's EventEmitter takes _events === undefined as "none yet"
+    // everywhere (on, emit, listenerCount, removeListener, ...), as for an emitter whose
+    // constructor never ran.
+    (this as unknown as { _events: unknown })._events = undefined;
     this.worker = worker;
     this.handle = handle;
     this.entry = entry;
@@ -329,7 +347,10 @@ export class VlsWorker {
       if (!s) return;
       this.native.close(h);
       this.forget(s);
-      s.emit('error', errnoException(err, 'connect'));
+      const e = errnoException(err, 'connect');
+      const r = s.reader;
+      if (r?.onConnectError) r.onConnectError(e);
+      else s.emit('error', e);
       s.emit('close');
     } else if (type === AE_PEER_DOWN) {
       debug('peer worker %d down (%d)', h, err);
@@ -352,7 +373,9 @@ export class VlsWorker {
    * the loop, from its check phase, once the application could act on 'connect' (a listener
    * attached after `await once(session, 'connect')` included). */
   private announce(s: VlsSession): void {
-    s.emit('connect');
+    const r = s.reader;
+    if (r?.onConnect) r.onConnect();
+    else s.emit('connect');
     if (s.reader !== undefined || s.listenerCount('readable') > 0) this.flushEarly(s);
     else setImmediate(() => this.flushEarly(s));
   }
