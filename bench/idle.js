@@ -10,7 +10,8 @@
 // Memory per idle connection = growth / N of VmRSS (both processes), of the JS heap after a full GC
 // (both), of RssShmem (shared pages touched), and for the layer of the fifo segments in use (worker
 // stats segmentUsed, both processes: the connector's holds the pairs), which should be the two
-// fifos plus at most 1 KiB of bookkeeping.
+// fifos plus at most 1 KiB of bookkeeping; and the layer's JS heap per connection beyond TCP's
+// (its own JS bookkeeping: handle, session), checked against the same 1 KiB.
 // The busy connection's cost is its round trip p50 and the CPU of both processes per round trip,
 // with N idle over the mean of the two 0-idle measurements: it must not grow.
 const net = require('node:net');
@@ -277,6 +278,7 @@ async function run(opts = {}, log = () => {}) {
         { id: 'shm', label: 'shm touched KiB', short: 'shm', decimals: 2 },
         { id: 'segment', label: 'segment KiB', short: 'segment', decimals: 2 },
         { id: 'bookkeeping', label: 'segment B beyond the fifos', short: 'bookkeeping', decimals: 0, hidden: true },
+        { id: 'heapExtra', label: "JS heap B beyond TCP's", short: 'heap extra', decimals: 0, hidden: true },
         { id: 'openUs', label: 'open µs', short: 'open', decimals: 0 },
         { id: 'p50idle0', label: 'rtt p50 0 idle', short: 'p50 0', decimals: 1 },
         { id: 'p50idleN', label: `rtt p50 ${cfg.sessions} idle`, short: 'p50 N', decimals: 1 },
@@ -296,6 +298,14 @@ async function run(opts = {}, log = () => {}) {
     c.measure(tables[pl], v, round, () => runOne(v, pl, cfg, runtime), log),
   );
   log('\n');
+  // The layer's JS bookkeeping: its heap per idle connection beyond what TCP's takes in the same
+  // round (both processes; net.Socket and its state are the same on both).
+  for (const pl of placements) {
+    for (const r of tables[pl].runs.filter((x) => x.variant === 'layer')) {
+      const base = tables[pl].runs.find((x) => x.variant === 'tcp' && x.round === r.round);
+      if (base && Number.isFinite(r.metrics.heap) && Number.isFinite(base.metrics.heap)) r.metrics.heapExtra = (r.metrics.heap - base.metrics.heap) * 1024;
+    }
+  }
   const checks = [];
   for (const pl of placements) {
     const s = tables[pl].summarize().values;
@@ -306,6 +316,19 @@ async function run(opts = {}, log = () => {}) {
         variant: 'layer',
         metric: 'bookkeeping',
         value: s.layer.bookkeeping,
+        op: '<=',
+        limit: 1024,
+        unit: ' B',
+        decimals: 0,
+      }),
+    );
+    checks.push(
+      c.checkValue({
+        table: tables[pl].id,
+        label: `${pl}: layer JS heap per session beyond TCP's`,
+        variant: 'layer',
+        metric: 'heapExtra',
+        value: s.layer.heapExtra,
         op: '<=',
         limit: 1024,
         unit: ' B',
