@@ -109,17 +109,30 @@ t.test('differential: closed sockets are not kept alive, nor connect options by 
   fs.rmSync(runtime, { recursive: true, force: true });
 });
 
-// One peer's sessions share one segment of VLS_SEGMENT_SIZE bytes of address space: at the
-// default it holds tens of thousands (at 1 GiB it held 2,044, and the rest of a load generator's
-// connections went over the kernel).
-t.test('at the default settings, 2,500 connections between two processes are all cut-through and all echo', async (t) => {
+/** The example echo server, preloaded, on `port` in a private runtime dir; stop() ends both. */
+async function preloadedEchoServer(port: number): Promise<{ env: NodeJS.ProcessEnv; stop(): Promise<void> }> {
   const runtime = tmpRuntime();
   const env = { ...process.env, VLS_RUNTIME_DIR: runtime };
-  const srv = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', 'examples', 'echo-server.js'), '22202'], {
+  const srv = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', 'examples', 'echo-server.js'), String(port)], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((r) => srv.stdout.on('data', () => r()));
+  return {
+    env,
+    async stop() {
+      srv.kill();
+      await exited(srv);
+      fs.rmSync(runtime, { recursive: true, force: true });
+    },
+  };
+}
+
+// One peer's sessions share one segment of VLS_SEGMENT_SIZE bytes of address space: at the
+// default it holds tens of thousands (at 1 GiB it held 2,044, and the rest of a load generator's
+// connections went over the kernel).
+t.test('at the default settings, 2,500 connections between two processes are all cut-through and all echo', async (t) => {
+  const { env, stop } = await preloadedEchoServer(22202);
   const code = `
     const net = require('net');
     const open = [];
@@ -140,19 +153,11 @@ t.test('at the default settings, 2,500 connections between two processes are all
   const r = spawnSync(process.execPath, ['--require', preload, '-e', code], { env, timeout: 60_000 });
   t.equal(r.status, 0, `client exit 0 (stderr: ${r.stderr.toString().slice(-1000)})`);
   t.same(JSON.parse(r.stdout.toString()), { kinds: { SessionHandle: 2500 }, echoed: 2500 });
-  srv.kill();
-  await exited(srv);
-  fs.rmSync(runtime, { recursive: true, force: true });
+  await stop();
 });
 
 t.test('cut-through is really used: no kernel TCP connection between intercepted processes', async (t) => {
-  const runtime = tmpRuntime();
-  const env = { ...process.env, VLS_RUNTIME_DIR: runtime };
-  const srv = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', 'examples', 'echo-server.js'), '22201'], {
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((r) => srv.stdout.on('data', () => r()));
+  const { env, stop } = await preloadedEchoServer(22201);
   const code = `
     const net = require('net');
     const c = net.connect(22201, '127.0.0.1', () => {
@@ -170,7 +175,5 @@ t.test('cut-through is really used: no kernel TCP connection between intercepted
   const plain = spawnSync(process.execPath, ['-e', code], { env });
   const p = JSON.parse(plain.stdout.toString()) as { ss: string | null; err: string | null };
   if (p.err !== 'ENOENT') t.match(p.ss, /22201/, 'a plain client does use a kernel TCP connection');
-  srv.kill();
-  await exited(srv);
-  fs.rmSync(runtime, { recursive: true, force: true });
+  await stop();
 });
