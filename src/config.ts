@@ -41,7 +41,8 @@ export const AUTO_POLL_CAP_USEC = 50;
  * of 256 KiB fifos (each fifo takes its size plus a 64-byte header); memory is used only as pages
  * are touched (a memfd made with no reservation). A connect that finds its peer's segment full
  * goes to the kernel (ENOMEM with VLS_STRICT=1). At 1 GiB the limit was about 2,000 sessions, so
- * a load generator's 10,000 connections to one server went mostly over the kernel.
+ * a load generator's 10,000 connections to one server went mostly over the kernel. Under an
+ * address-space limit (ulimit -v) that cannot take the size, the core halves it until it fits.
  */
 export const DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024 * 1024;
 

@@ -34,7 +34,7 @@ const char *vls_evt_str(int type) {
 
 #define VLS_DEFAULT_FIFO (256u * 1024u)
 #define VLS_DEFAULT_MQ 65536u
-#define VLS_DEFAULT_CT_SEG (1ull << 30)
+#define VLS_DEFAULT_CT_SEG (16ull << 30) /* address space (as VLS_SEGMENT_SIZE's default) */
 #define VLS_BATCH 256u
 
 static int vls__peers_grow(vls_worker_t *w) {
@@ -223,11 +223,25 @@ static vls_peer_t *vls__peer(vls_worker_t *w, uint32_t pid) {
   return &w->peers[pid];
 }
 
+/* The smallest fifo segment made for a peer when the configured size does not fit. */
+#define VLS__CT_SEG_MIN (4ull << 20)
+
+/* Our fifo segment for this peer, made on the first connect to it. A size the process's address
+ * space cannot take (RLIMIT_AS: the size is address space, not memory) is halved until it fits:
+ * a smaller segment holds fewer sessions (a connect that finds it full goes to the kernel), which
+ * beats holding none. */
 static int vls__ct_local(vls_worker_t *w, vls_peer_t *p) {
   if (p->ct_local.base) return 0;
   char name[32];
   snprintf(name, sizeof name, "vls-ct-%u-%u", w->index, p->wrk_index);
-  return vls_segment_create(&p->ct_local, name, w->ct_segment_size);
+  uint64_t size = w->ct_segment_size;
+  for (;;) {
+    int rv = vls_segment_create(&p->ct_local, name, size);
+    if (rv != -ENOMEM || size / 2 < VLS__CT_SEG_MIN) return rv;
+    VLS_DBG(1, "segment %s: %llu bytes do not fit the address space, trying half", name,
+            (unsigned long long)size);
+    size /= 2;
+  }
 }
 
 int vls_peer_ct_segment_fd(vls_worker_t *w, uint32_t peer_id) {

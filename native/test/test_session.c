@@ -1,5 +1,7 @@
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "vls_session_internal.h"
@@ -650,6 +652,71 @@ static void test_connector_learns_acceptor(void) {
   teardown();
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
+/* This process's address space in use (VmSize), in bytes. */
+static uint64_t vm_size(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  CHECK(f != NULL);
+  char line[256];
+  unsigned long long kib = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmSize: %llu kB", &kib) == 1) break;
+  fclose(f);
+  CHECK(kib > 0);
+  return (uint64_t)kib * 1024;
+}
+#endif
+
+/* A fifo segment the address space cannot take (RLIMIT_AS) is made smaller, not refused: in a
+ * child limited to 1 GiB beyond what it uses, a 64 GiB segment becomes one that fits, and
+ * sessions work in it. */
+static void test_ct_segment_fits_address_limit(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  fprintf(stderr, "  (skipped under ASan: its shadow reservations and RLIMIT_AS do not mix)\n");
+#else
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    vls_worker_t *a, *b;
+    vls_worker_cfg_t cfg = {.index = 1, .segment_size = 64ull << 30, .fifo_size = 4096, .mq_size = 64,
+                            .name = "test"};
+    CHECK_EQ(vls_worker_create(&a, &cfg), 0);
+    cfg.index = 2;
+    CHECK_EQ(vls_worker_create(&b, &cfg), 0);
+    uint32_t ab, ba;
+    link_workers(a, b, &ab, &ba);
+    struct rlimit rl;
+    CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
+    rl.rlim_cur = vm_size() + (1ull << 30); /* the soft limit: it may be raised again below */
+    CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    uint64_t lh, ch, sh;
+    CHECK_EQ(vls_listen(a, 8, &lh), 0);
+    CHECK_EQ(vls_connect_start(b, &ch), 0);
+    uint64_t ct;
+    CHECK_EQ(vls_connect_ct(b, ch, ba, &ct), 0);
+    struct stat st;
+    CHECK_EQ(fstat(vls_peer_ct_segment_fd(b, ba), &st), 0);
+    CHECK((uint64_t)st.st_size <= (1ull << 30) && (uint64_t)st.st_size >= (4ull << 20));
+    /* The acceptor maps it too (the same process here: half the limit each at most). */
+    rl.rlim_cur = vm_size() + (uint64_t)st.st_size + (64ull << 20);
+    CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    ct_share_segment(a, ab, b, ba);
+    CHECK_EQ(vls_accept_ct(a, lh, ab, ch, ct, &sh), 0);
+    CHECK_EQ(vls_accept(a, lh, &sh), 0);
+    char buf[8];
+    CHECK_EQ(vls_write(b, ch, "fits", 4), 4);
+    CHECK_EQ(vls_read(a, sh, buf, sizeof buf), 4);
+    CHECK(memcmp(buf, "fits", 4) == 0);
+    vls_worker_destroy(a);
+    vls_worker_destroy(b);
+    _exit(0);
+  }
+  int status = 0;
+  CHECK_EQ(waitpid(pid, &status, 0), pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#endif
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_states_and_data);
@@ -671,5 +738,6 @@ int main(void) {
   RUN(test_short_read_reports_late_bytes);
   RUN(test_connected_before_accept);
   RUN(test_connector_learns_acceptor);
+  RUN(test_ct_segment_fits_address_limit);
   TEST_DONE();
 }
