@@ -144,8 +144,8 @@ async function runOne(placement, cfg, runtime, table, run, log) {
     const { port } = await srv.waitFor('READY', 30000);
     // Pairs of clients, started (and warmed up) in turn, the kind that goes first alternating by
     // pair and by run: no kind is always the older process or the one warmed up last (an A/A
-    // check with every plain client started first gave the later-started set 0.99x the first's
-    // p50s, in both of two invocations).
+    // check with every plain client started first gave the later-started set 0.990-0.996x the
+    // first's p50s, in both of two invocations; started in turn, 1.00x).
     const clients = { plain: [], layer: [] };
     for (let i = 0; i < cfg.procs; i++) {
       for (const v of c.rotate(Object.keys(VARIANTS), i + run)) {
