@@ -19,8 +19,6 @@ const path = require('node:path');
 const c = require('./lib/common');
 
 const MSG = 64;
-const DEFAULT_FIFO = 256 * 1024; // VLS_FIFO_SIZE's default (src/config.ts)
-const DEFAULT_SEGMENT = 16 * 1024 ** 3; // VLS_SEGMENT_SIZE's default (src/config.ts)
 
 const VARIANTS = {
   tcp: { id: 'tcp', label: 'TCP (plain Node)', short: 'TCP' },
@@ -218,14 +216,13 @@ async function runOne(variant, placement, cfg, runtime) {
       layer && mem1.server.segment && mem0.server.segment && mem1.client.segment && mem0.client.segment
         ? (segUsed(mem1) - segUsed(mem0)) / n
         : undefined;
-    const fifoSize = cfg.fifo || DEFAULT_FIFO;
     return {
       metrics: {
         rss: per((m) => m.rss) / 1024,
         heap: per((m) => m.heapUsed) / 1024,
         shm: per((m) => m.rssShmem) / 1024,
         segment: segPer === undefined ? undefined : segPer / 1024,
-        bookkeeping: segPer === undefined ? undefined : segPer - 2 * fifoSize,
+        bookkeeping: segPer === undefined ? undefined : segPer - 2 * cfg.fifoSize,
         openUs: (opened.seconds * 1e6) / n,
         p50idle0: (pp0.p50 + pp0b.p50) / 2,
         p50idleN: ppN.p50,
@@ -252,7 +249,9 @@ async function run(opts = {}, log = () => {}) {
     warmup: quick ? 500 : 2000,
     fifo: opts.fifo,
   };
-  const fifoSize = cfg.fifo || DEFAULT_FIFO;
+  // The layer's defaults, from its own config (the build is there: checked before any benchmark).
+  const { DEFAULT_FIFO_SIZE, DEFAULT_SEGMENT_SIZE } = require(path.join(c.REPO, 'dist', 'src', 'config'));
+  const fifoSize = (cfg.fifoSize = cfg.fifo || DEFAULT_FIFO_SIZE);
   // The connector keeps every session's two fifos in one segment per peer (VLS_SEGMENT_SIZE, 16
   // GiB of address space by default, pages used on demand): the default holds N + 1 sessions
   // unless N or the fifos are very large; only then is the segment made larger.
@@ -260,7 +259,7 @@ async function run(opts = {}, log = () => {}) {
   // A session takes its two fifos and about 1 KiB of the segment (2,044 sessions filled 1 GiB);
   // 4 x VLS_FIFO_SIZE + 4 KiB each leaves room to spare for other fifo sizes.
   const need = Math.ceil(((cfg.sessions + 64) * (4 * fifoSize + 4096)) / GiB) * GiB;
-  cfg.segmentSize = opts.segment || (need > DEFAULT_SEGMENT ? need : undefined);
+  cfg.segmentSize = opts.segment || (need > DEFAULT_SEGMENT_SIZE ? need : undefined);
   const placements = c.checkPlacements(opts.placements || ['same']);
   const variants = ['tcp', 'layer'];
   const tables = {};
@@ -367,13 +366,13 @@ async function run(opts = {}, log = () => {}) {
     description:
       "memory = growth of both processes / idle connections (JS heap after a full GC); segment = the fifo segments in use, both processes " +
       `(worker stats segmentUsed); "does not grow" allows 10% for noise`,
-    settings: { ...cfg, fifoSize, placements },
+    settings: { ...cfg, placements },
     seconds: (Date.now() - t0) / 1000,
     tables: placements.map((pl) => tables[pl].toJSON()),
     checks,
     notes: [
       cfg.segmentSize === undefined
-        ? `layer runs use the default settings (VLS_SEGMENT_SIZE: ${DEFAULT_SEGMENT / GiB} GiB of address space per peer; pages are used on demand)`
+        ? `layer runs use the default settings (VLS_SEGMENT_SIZE: ${DEFAULT_SEGMENT_SIZE / GiB} GiB of address space per peer; pages are used on demand)`
         : `layer runs use VLS_SEGMENT_SIZE=${cfg.segmentSize} (${(cfg.segmentSize / GiB).toFixed(1)} GiB of address space per peer; pages are used on demand)`,
     ],
   };

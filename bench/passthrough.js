@@ -17,12 +17,13 @@
 // commit). Back-to-back bursts take the machine's drift out (whole runs of each kind, A B A B,
 // gave 0.56-1.53x for the ping-pong p50). The checks use the p50s: the mean of connect+echo+close
 // carries pauses of milliseconds (a GC, the host) that land in one burst or the other, and moved
-// 0.96-1.01x from run to run between two sets of plain clients (--aa) where the p50 moved
-// 0.97-1.00x; it is shown beside them.
+// 0.93-1.02x from run to run between two sets of plain clients (--aa) where the p50 moved
+// 0.95-1.02x (0.98-1.01x once clients started pair by pair); it is shown beside them.
 // --aa runs the method on itself: both kinds of client plain Node (every ratio should be 1.00x).
 // The preloaded clients must report kernel TCP sockets with the layer active.
 const fs = require('node:fs');
 const net = require('node:net');
+const hdr = require('hdr-histogram-js');
 const c = require('./lib/common');
 
 const MSG = 64;
@@ -48,16 +49,16 @@ function server() {
 /**
  * A client that runs bursts on command: `conn N` (N sequential connect + 1-byte echo + close, the
  * connect benchmark's client) and `pp N` (N 64-byte round trips over one connection kept open, the
- * ping-pong benchmark's client), each answered with BURST: its figures and the handle kinds it
- * had. Measured bursts (`conn N m`, `pp N m`) also go into the run's histograms (one value per
+ * ping-pong benchmark's client), each answered with BURST: the handle kinds it had and whether
+ * the layer is active. Measured bursts (`conn N m`, `pp N m`) also go into the run's histograms (one value per
  * connection: from connect() to the echo's arrival and the close; one per round trip), which
  * `dump` reports (encoded) and resets.
  */
 function client(port) {
   const opts = { host: '127.0.0.1', port: Number(port) };
-  const hdr = require('hdr-histogram-js');
   const runConn = c.newHistogram();
   const runPp = c.newHistogram();
+  const warmConn = c.newHistogram(); // the warm-up records too (it runs the measured code), unkept
   const one = (hist, kinds) =>
     new Promise((resolve, reject) => {
       const t0 = process.hrtime.bigint();
@@ -86,11 +87,11 @@ function client(port) {
     const n = Number(arg);
     if (cmd === 'conn') {
       (async () => {
-        const hist = c.newHistogram();
+        const hist = measured ? runConn : warmConn;
         const kinds = {};
         for (let i = 0; i < n; i++) await one(hist, kinds);
-        if (measured) runConn.add(hist);
-        c.report('BURST', { mean: hist.mean / 1e3, p50: c.histSummary(hist).p50, kinds, layer: c.layerActive() });
+        warmConn.reset();
+        c.report('BURST', { kinds, layer: c.layerActive() });
       })().catch(fail);
     } else if (cmd === 'pp') {
       pp = c.pingPonger({
@@ -98,10 +99,10 @@ function client(port) {
         warm: 0,
         iters: n,
         send: () => pps.write(msg),
-        done: (r, hist) => {
+        done: (_summary, hist) => {
           pp = null;
           if (measured) runPp.add(hist);
-          c.report('BURST', { ...r, handle: c.handleKind(pps), layer: c.layerActive() });
+          c.report('BURST', { handle: c.handleKind(pps), layer: c.layerActive() });
         },
       });
       pp.start();
@@ -118,7 +119,6 @@ function client(port) {
  * and every round trip of every measured burst), in µs.
  */
 function pooled(dumps) {
-  const hdr = require('hdr-histogram-js');
   const conn = c.newHistogram();
   const pp = c.newHistogram();
   for (const d of dumps) {

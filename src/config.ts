@@ -36,6 +36,9 @@ export interface VlsConfig {
 /** The upper bound of the adaptive polling window (VLS_POLL_USEC=auto), in µs. */
 export const AUTO_POLL_CAP_USEC = 50;
 
+/** VLS_FIFO_SIZE's default: bytes per fifo, one per direction per session. */
+export const DEFAULT_FIFO_SIZE = 256 * 1024;
+
 /**
  * VLS_SEGMENT_SIZE's default: 16 GiB of address space per peer, which holds about 32,000 sessions
  * of 256 KiB fifos (each fifo takes its size plus a 64-byte header); memory is used only as pages
@@ -95,7 +98,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): VlsConfig {
   return {
     namespace,
     secret: env.VLS_SECRET === undefined || env.VLS_SECRET === '' ? undefined : env.VLS_SECRET,
-    fifoSize: pow2FromEnv(env, 'VLS_FIFO_SIZE', 256 * 1024, 4096, 64 * 1024 * 1024),
+    fifoSize: pow2FromEnv(env, 'VLS_FIFO_SIZE', DEFAULT_FIFO_SIZE, 4096, 64 * 1024 * 1024),
     segmentSize: intFromEnv(env, 'VLS_SEGMENT_SIZE', DEFAULT_SEGMENT_SIZE, 1024 * 1024, 2 ** 40),
     mqSize: pow2FromEnv(env, 'VLS_MQ_SIZE', 65536, 64, 1 << 20),
     runtimeDir: env.VLS_RUNTIME_DIR === undefined || env.VLS_RUNTIME_DIR === '' ? undefined : env.VLS_RUNTIME_DIR,

@@ -44,6 +44,16 @@ const EAGAIN = -11;
 /** Something that holds the event loop open while it is ref'd (the default), like a handle. */
 abstract class Refable extends EventEmitter {
   private refed = true;
+
+  constructor() {
+    super();
+    // No listener table until a listener comes: EventEmitter makes an empty dictionary-mode object
+    // for every emitter (about 220 bytes, kept for the emitter's life), and the net patch's
+    // sessions never get a listener. Node's EventEmitter takes _events === undefined as "none yet"
+    // everywhere (on, emit, listenerCount, removeListener, ...), as for an emitter whose
+    // constructor never ran.
+    (this as unknown as { _events: unknown })._events = undefined;
+  }
   /** @internal */
   protected abstract readonly owner: VlsWorker;
 
@@ -106,12 +116,6 @@ export class VlsSession extends Refable {
   /** @internal */
   constructor(worker: VlsWorker, handle: number, status: 'connecting' | 'open', accepted: boolean) {
     super();
-    // No listener table until a listener comes: EventEmitter makes an empty dictionary-mode object
-    // for every emitter (about 220 bytes, kept for the session's life), and the net patch's
-    // sessions never get a listener. Node's EventEmitter takes _events === undefined as "none yet"
-    // everywhere (on, emit, listenerCount, removeListener, ...), as for an emitter whose
-    // constructor never ran.
-    (this as unknown as { _events: unknown })._events = undefined;
     this.worker = worker;
     this.handle = handle;
     this.status = status;
@@ -209,12 +213,6 @@ export class VlsListener extends Refable {
   /** @internal */
   constructor(worker: VlsWorker, handle: number, entry: EndpointEntry) {
     super();
-    // No listener table until a listener comes: EventEmitter makes an empty dictionary-mode object
-    // for every emitter (about 220 bytes, kept for the session's life), and the net patch's
-    // sessions never get a listener. Node's EventEmitter takes _events === undefined as "none yet"
-    // everywhere (on, emit, listenerCount, removeListener, ...), as for an emitter whose
-    // constructor never ran.
-    (this as unknown as { _events: unknown })._events = undefined;
     this.worker = worker;
     this.handle = handle;
     this.entry = entry;
@@ -368,10 +366,10 @@ export class VlsWorker {
     if (s.status === 'open' && events & EPOLLOUT) s.emit('writable');
   }
 
-  /** 'connect', then the readiness that came before it: at once if a 'readable' listener (or a
-   * reader) was attached on 'connect' (the net patch's reader is); otherwise with whatever more comes in this turn of
-   * the loop, from its check phase, once the application could act on 'connect' (a listener
-   * attached after `await once(session, 'connect')` included). */
+  /** 'connect' (to the reader, if the session has one), then the readiness that came before it:
+   * at once to a reader or to a 'readable' listener attached on 'connect'; otherwise with whatever
+   * more comes in this turn of the loop, from its check phase, once the application could act on
+   * 'connect' (a listener attached after `await once(session, 'connect')` included). */
   private announce(s: VlsSession): void {
     const r = s.reader;
     if (r?.onConnect) r.onConnect();
