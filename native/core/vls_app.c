@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -99,6 +100,12 @@ struct vls_app {
   uint32_t n_pending, cap_pending;
   vls_app_evt_t *evq; /* control events waiting for vls_app_poll's caller */
   uint32_t evq_head, evq_n, evq_cap;
+  /* Makes kfd readable while evq holds events that a poll will not hand out on its own: those
+   * queued outside vls_app_poll (a connect that finds its control connection hung up fails the
+   * connects waiting on it), or left over when the caller's array was full. */
+  int kick_fd;
+  int kicked;  /* kick_fd holds a count (until the next poll reads it) */
+  int in_poll; /* inside vls_app_poll_ex: what it queues it hands out, or kicks for at its end */
   vls_app_stats_t st;
   uint32_t next_serial;
 };
@@ -106,6 +113,7 @@ struct vls_app {
 #define VLS_KIND_EFD 1ull
 #define VLS_KIND_LISTEN 2ull
 #define VLS_KIND_CONN 3ull
+#define VLS_KIND_KICK 4ull
 #define VLS_APP_IO_EVENTS (VLS_EPOLLIN | VLS_EPOLLOUT | VLS_EPOLLRDHUP | VLS_EPOLLET)
 
 static int vls__set_path(char *dst, size_t cap, const char *src) {
@@ -114,6 +122,13 @@ static int vls__set_path(char *dst, size_t cap, const char *src) {
   if (n >= cap) return -ENAMETOOLONG;
   memcpy(dst, src, n + 1);
   return 0;
+}
+
+/* Make kfd readable (once until the next poll): the caller's loop polls, and gets evq. */
+static void vls__kick(vls_app_t *app) {
+  if (app->kicked) return;
+  uint64_t one = 1;
+  if (write(app->kick_fd, &one, sizeof one) == (ssize_t)sizeof one) app->kicked = 1;
 }
 
 static int vls__evq_push(vls_app_t *app, const vls_app_evt_t *e) {
@@ -128,6 +143,7 @@ static int vls__evq_push(vls_app_t *app, const vls_app_evt_t *e) {
     app->evq_head = 0;
   }
   app->evq[(app->evq_head + app->evq_n++) % app->evq_cap] = *e;
+  if (!app->in_poll) vls__kick(app);
   return 0;
 }
 
@@ -135,7 +151,7 @@ int vls_app_create(vls_app_t **out, const vls_app_cfg_t *cfg) {
   *out = NULL;
   vls_app_t *app = calloc(1, sizeof *app);
   if (!app) return -ENOMEM;
-  app->kfd = app->lfd = -1;
+  app->kfd = app->lfd = app->kick_fd = -1;
   int rv = vls__set_path(app->sock_path, sizeof app->sock_path, cfg->sock_path);
   if (rv < 0) goto fail;
   memcpy(app->secret, cfg->secret, VLS_SECRET_LEN);
@@ -157,6 +173,10 @@ int vls_app_create(vls_app_t **out, const vls_app_cfg_t *cfg) {
   if (epoll_ctl(app->kfd, EPOLL_CTL_ADD, vls_worker_eventfd(app->w), &ev) < 0) goto fail_errno;
   ev.data.u64 = VLS_KIND_LISTEN << 32;
   if (epoll_ctl(app->kfd, EPOLL_CTL_ADD, app->lfd, &ev) < 0) goto fail_errno;
+  app->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (app->kick_fd < 0) goto fail_errno;
+  ev.data.u64 = VLS_KIND_KICK << 32;
+  if (epoll_ctl(app->kfd, EPOLL_CTL_ADD, app->kick_fd, &ev) < 0) goto fail_errno;
   *out = app;
   return 0;
 fail_errno:
@@ -213,6 +233,7 @@ void vls_app_destroy(vls_app_t *app) {
   if (app->lfd >= 0) close(app->lfd);
   if (app->sock_path[0]) unlink(app->sock_path);
   if (app->kfd >= 0) close(app->kfd);
+  if (app->kick_fd >= 0) close(app->kick_fd);
   free(app->conns);
   free(app->pending);
   free(app->evq);
@@ -813,6 +834,11 @@ int vls_app_poll(vls_app_t *app, vls_app_evt_t *evs, int max) { return vls_app_p
 
 int vls_app_poll_ex(vls_app_t *app, vls_app_evt_t *evs, int max, unsigned flags) {
   if (max <= 0) return -EINVAL;
+  app->in_poll = 1;
+  if (app->kicked) {
+    uint64_t cnt;
+    if (read(app->kick_fd, &cnt, sizeof cnt) == (ssize_t)sizeof cnt || errno == EAGAIN) app->kicked = 0;
+  }
   struct epoll_event kev[64];
   int nk = (flags & VLS_APP_POLL_IO_ONLY) ? 0 : epoll_wait(app->kfd, kev, 64, 0);
   for (int i = 0; i < nk; i++) {
@@ -830,7 +856,7 @@ int vls_app_poll_ex(vls_app_t *app, vls_app_evt_t *evs, int max, unsigned flags)
       }
       if (kev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) vls__conn_readable(app, ci);
     }
-    /* VLS_KIND_EFD: vls_epoll_wait below drains the queue. */
+    /* VLS_KIND_EFD: vls_epoll_wait below drains the queue; VLS_KIND_KICK: read above. */
   }
   int n = 0;
   while (n < max && app->evq_n) {
@@ -852,6 +878,8 @@ int vls_app_poll_ex(vls_app_t *app, vls_app_evt_t *evs, int max, unsigned flags)
       e->meta_len = 0;
     }
   }
+  app->in_poll = 0;
+  if (app->evq_n) vls__kick(app); /* more than the caller took: its loop comes back for them */
   return n;
 }
 

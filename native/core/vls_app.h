@@ -94,7 +94,9 @@ const char *vls_app_sock_path(const vls_app_t *app);
 /* Close every session (peers see resets), the control channel, unlink the socket, free. */
 void vls_app_destroy(vls_app_t *app);
 vls_worker_t *vls_app_worker(vls_app_t *app);
-/* The kernel epoll fd that becomes readable when vls_app_poll has something to do. */
+/* The kernel epoll fd that becomes readable when vls_app_poll has something to do: control
+ * sockets, IO events, and control events queued by a call outside it (vls_app_connect fails the
+ * connects waiting on a control connection it finds hung up) or left over from a full array. */
 int vls_app_fd(const vls_app_t *app);
 /* Is a control socket alive? 0: a worker answers; -ECONNREFUSED / -ENOENT: stale or absent. */
 int vls_app_probe(const char *sock_path);

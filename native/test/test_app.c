@@ -505,6 +505,36 @@ static void test_hostile_peer(void) {
   stop(srv);
 }
 
+/* A connect that finds its control connection hung up fails the connects waiting on it; their
+ * CONNECT_FAILED events are queued inside that call, not in a poll, and the app's fd must become
+ * readable for them (the process that polls on it would wait for ever otherwise). */
+static void test_events_queued_outside_poll_wake_the_fd(void) {
+  vls_app_t *srv = mk_app(11, "quiet", 0); /* never polls: the hello stays unanswered */
+  uint64_t lh;
+  CHECK_EQ(vls_app_listen(srv, 8, 77, &lh), 0);
+  vls_app_t *cli = mk_app(12, "waker", 0);
+  char path[200];
+  sock_path(path, sizeof path, "quiet");
+  uint64_t first, second;
+  CHECK_EQ(vls_app_connect(cli, path, lh, 77, "hello", 5, &first), 0); /* waits for the hello */
+  vls_app_evt_t evs[8];
+  CHECK_EQ(vls_app_poll(cli, evs, 8), 0);
+  vls_app_destroy(srv); /* the control connection it never accepted is reset */
+  /* The next connect to that path sees the hang-up before the loop did: it fails the first one
+   * with ECONNREFUSED (the hello was never answered), and is refused itself (nobody there). */
+  CHECK_EQ(vls_app_connect(cli, path, lh, 77, "hello", 5, &second), -ECONNREFUSED);
+  struct pollfd p = {.fd = vls_app_fd(cli), .events = POLLIN};
+  CHECK_EQ(poll(&p, 1, 0), 1);
+  int n = vls_app_poll(cli, evs, 8);
+  CHECK_EQ(n, 1);
+  CHECK_EQ(evs[0].type, VLS_AE_CONNECT_FAILED);
+  CHECK_EQ(evs[0].handle, first);
+  CHECK_EQ(evs[0].err, -ECONNREFUSED);
+  CHECK_EQ(poll(&p, 1, 0), 0); /* handed out: the fd is quiet again */
+  CHECK_EQ(vls_app_close(cli, first), 0);
+  vls_app_destroy(cli);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   snprintf(dir, sizeof dir, "/tmp/vls-test-app-%d", (int)getpid());
@@ -517,6 +547,7 @@ int main(void) {
   RUN(test_peer_killed);
   RUN(test_peer_exits);
   RUN(test_hostile_peer);
+  RUN(test_events_queued_outside_poll_wake_the_fd);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);
